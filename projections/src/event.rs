@@ -1,0 +1,375 @@
+//! The event vocabulary: every fact the ledger records.
+//!
+//! Events are past-tense facts and a persisted event name is never renamed. Each payload carries a schema
+//! version (`"v": 1`); when a payload must change shape, the old struct stays as `…V1`, the new one gets a
+//! `V2` marker, and the variant deserializes either through an untagged enum and upcasts V1 into V2, so
+//! every event ever written stays readable.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Unix time in seconds, the unit of every domain time in events (JWT `iat`/`exp` use the same).
+pub type UnixSeconds = i64;
+
+/// Marker for schema version 1 of a payload: serializes as `1` and refuses any other number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct V1;
+
+impl Serialize for V1 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for V1 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            1 => Ok(V1),
+            other => Err(serde::de::Error::custom(format!(
+                "unsupported schema version {other}, expected 1"
+            ))),
+        }
+    }
+}
+
+/// One fact recorded in the ledger. The tag (`type`) is also stored in its own column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    ClientRegistered(ClientRegistered),
+    ClientUpdated(ClientUpdated),
+    ClientDisabled(ClientDisabled),
+    SigningKeyAdded(SigningKeyAdded),
+    SigningKeyActivated(SigningKeyActivated),
+    SigningKeyRetired(SigningKeyRetired),
+    DelegationCreated(DelegationCreated),
+    DelegationScopesChanged(DelegationScopesChanged),
+    DelegationRevoked(DelegationRevoked),
+    ConsentGranted(ConsentGranted),
+    ConsentDenied(ConsentDenied),
+    ConsentRevoked(ConsentRevoked),
+    TokenIssued(TokenIssued),
+    TokenRevoked(TokenRevoked),
+    RefreshTokenIssued(RefreshTokenIssued),
+    RefreshTokenRotated(RefreshTokenRotated),
+    RefreshTokenRevoked(RefreshTokenRevoked),
+}
+
+impl Event {
+    /// The name stored in the `event_type` column; equal to the JSON `type` tag.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::ClientRegistered(_) => "ClientRegistered",
+            Event::ClientUpdated(_) => "ClientUpdated",
+            Event::ClientDisabled(_) => "ClientDisabled",
+            Event::SigningKeyAdded(_) => "SigningKeyAdded",
+            Event::SigningKeyActivated(_) => "SigningKeyActivated",
+            Event::SigningKeyRetired(_) => "SigningKeyRetired",
+            Event::DelegationCreated(_) => "DelegationCreated",
+            Event::DelegationScopesChanged(_) => "DelegationScopesChanged",
+            Event::DelegationRevoked(_) => "DelegationRevoked",
+            Event::ConsentGranted(_) => "ConsentGranted",
+            Event::ConsentDenied(_) => "ConsentDenied",
+            Event::ConsentRevoked(_) => "ConsentRevoked",
+            Event::TokenIssued(_) => "TokenIssued",
+            Event::TokenRevoked(_) => "TokenRevoked",
+            Event::RefreshTokenIssued(_) => "RefreshTokenIssued",
+            Event::RefreshTokenRotated(_) => "RefreshTokenRotated",
+            Event::RefreshTokenRevoked(_) => "RefreshTokenRevoked",
+        }
+    }
+}
+
+/// Who a client is, as the policies see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Operated by the same party as this server.
+    FirstParty,
+    /// Operated by someone else; the default, because it is the cautious one.
+    #[default]
+    ThirdParty,
+}
+
+/// Whether a client acts for people or for itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAudience {
+    /// A service acting on its own behalf (client credentials).
+    Machine,
+    /// An application people sign in to.
+    #[default]
+    Human,
+}
+
+/// Every attribute of a registered client; `ClientRegistered` and `ClientUpdated` carry it whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: ClientKind,
+    #[serde(default)]
+    pub audience: ClientAudience,
+    #[serde(default)]
+    pub dynamically_registered: bool,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`.
+    pub token_endpoint_auth_method: String,
+    /// SHA-256 of the generated secret, hex; never the secret itself.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+/// A client was registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRegistered {
+    pub v: V1,
+    pub client: ClientSpec,
+    pub at: UnixSeconds,
+}
+
+/// A client's attributes were replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientUpdated {
+    pub v: V1,
+    pub client: ClientSpec,
+    pub at: UnixSeconds,
+}
+
+/// A client may no longer authenticate; its tokens stop being active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientDisabled {
+    pub v: V1,
+    pub client_id: String,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// A signing key's public part was published; the private part never enters the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeyAdded {
+    pub v: V1,
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: Value,
+    pub at: UnixSeconds,
+}
+
+/// A key became the one new tokens are signed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeyActivated {
+    pub v: V1,
+    pub kid: String,
+    pub at: UnixSeconds,
+}
+
+/// A key stopped signing; it stays in the JWKS until `publish_until`, when every token it signed has expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeyRetired {
+    pub v: V1,
+    pub kid: String,
+    pub at: UnixSeconds,
+    pub publish_until: UnixSeconds,
+}
+
+/// One scope held by a delegation, with its own expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantedScope {
+    pub scope: String,
+    /// `None`: lasts as long as the delegation.
+    pub expires_at: Option<UnixSeconds>,
+}
+
+/// How the subject authenticated when a delegation was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AuthContext {
+    #[serde(default)]
+    pub acr: Option<String>,
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub auth_time: Option<UnixSeconds>,
+}
+
+/// A subject granted a client a standing delegation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegationCreated {
+    pub v: V1,
+    pub delegation_id: String,
+    pub subject: String,
+    pub client_id: String,
+    pub scopes: Vec<GrantedScope>,
+    #[serde(default)]
+    pub authorization_details: Value,
+    #[serde(default)]
+    pub claims: Value,
+    #[serde(default)]
+    pub auth: AuthContext,
+    pub grant_type: String,
+    pub at: UnixSeconds,
+}
+
+/// The set of scopes a delegation holds was replaced (narrowed, extended, or expiries changed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegationScopesChanged {
+    pub v: V1,
+    pub delegation_id: String,
+    pub scopes: Vec<GrantedScope>,
+    pub at: UnixSeconds,
+}
+
+/// A delegation ended; every token issued from it stops being active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelegationRevoked {
+    pub v: V1,
+    pub delegation_id: String,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// A subject, present, approved scopes for a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentGranted {
+    pub v: V1,
+    pub consent_id: String,
+    pub subject: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub authorization_details: Value,
+    pub expires_at: Option<UnixSeconds>,
+    pub at: UnixSeconds,
+}
+
+/// A subject, present, refused scopes for a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentDenied {
+    pub v: V1,
+    pub consent_id: String,
+    pub subject: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub at: UnixSeconds,
+}
+
+/// A subject withdrew an earlier consent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRevoked {
+    pub v: V1,
+    pub consent_id: String,
+    pub at: UnixSeconds,
+}
+
+/// What kind of token an issuance minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Id,
+}
+
+/// A JWT was minted; it is recorded by `jti` only, never by its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub v: V1,
+    pub jti: String,
+    pub kind: TokenKind,
+    pub client_id: String,
+    pub subject: String,
+    #[serde(default)]
+    pub delegation_id: Option<String>,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    pub kid: String,
+    pub grant_type: String,
+    pub issued_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    /// Why each scope was or was not issued; opaque to the folds, read by auditors.
+    #[serde(default)]
+    pub decision_trail: Value,
+    #[serde(default)]
+    pub policy_version: Option<String>,
+}
+
+/// A token was revoked before it expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    pub v: V1,
+    pub jti: String,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// A refresh token was minted; only the SHA-256 of its value is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenIssued {
+    pub v: V1,
+    pub token_hash: String,
+    pub delegation_id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scopes: Vec<String>,
+    pub issued_at: UnixSeconds,
+    pub expires_at: Option<UnixSeconds>,
+    /// The refresh token this one replaced by rotation.
+    #[serde(default)]
+    pub parent_hash: Option<String>,
+}
+
+/// A refresh token was used and replaced by its successor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenRotated {
+    pub v: V1,
+    pub token_hash: String,
+    pub successor_hash: String,
+    pub at: UnixSeconds,
+}
+
+/// A refresh token was revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenRevoked {
+    pub v: V1,
+    pub token_hash: String,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// Context an event was appended in; hashed with the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+}
+
+/// An event as the ledger holds it, with its place in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Gap-free, starting at 1, in commit order.
+    pub position: u64,
+    pub stream_id: String,
+    /// Starting at 1 within the stream.
+    pub version: u64,
+    pub event: Event,
+    pub metadata: Metadata,
+    /// Unix time in microseconds when the store committed it.
+    pub recorded_at: i64,
+    /// Hex SHA-256 of the chain link (see `chain`).
+    pub hash: String,
+}

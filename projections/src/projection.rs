@@ -1,0 +1,191 @@
+//! The contract every projection row type meets, and the whole folded state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::event::{Event, RecordedEvent};
+use crate::{
+    clients::Client, consents::Consent, delegations::Delegation, keys::SigningKey,
+    refresh_tokens::RefreshToken, tokens::Token,
+};
+
+/// Lookup columns a store keeps beside a row's JSON state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowIndex {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    /// The owning delegation, for tokens and refresh tokens.
+    pub delegation_id: Option<String>,
+}
+
+/// A kind of projection row: which events touch which rows, and how one row changes.
+///
+/// Architecture invariant: a row's new value depends only on its old value and the event, never on
+/// another row. That is what lets a store fold just the rows a batch touches, inside the append
+/// transaction, and still equal the fold of the whole log.
+pub trait Projection: Clone + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned {
+    /// The table (and state map) this kind lives in.
+    const TABLE: &'static str;
+    /// Ids of the rows of this kind that `event` changes.
+    fn touched(event: &Event) -> Vec<&str>;
+    /// The row after `event`; `row` is `None` when it does not exist yet.
+    fn apply(row: Option<Self>, id: &str, event: &RecordedEvent) -> Option<Self>;
+    /// Lookup columns for the store.
+    fn index(&self) -> RowIndex;
+}
+
+/// Every projection, folded from the log.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerState {
+    pub clients: BTreeMap<String, Client>,
+    pub signing_keys: BTreeMap<String, SigningKey>,
+    pub delegations: BTreeMap<String, Delegation>,
+    pub consents: BTreeMap<String, Consent>,
+    pub tokens: BTreeMap<String, Token>,
+    pub refresh_tokens: BTreeMap<String, RefreshToken>,
+}
+
+fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
+    for id in P::touched(&event.event) {
+        let old = map.remove(id);
+        if let Some(new) = P::apply(old, id, event) {
+            map.insert(id.to_owned(), new);
+        }
+    }
+}
+
+/// A serialized row the store writes back: table, id, lookup columns and the state as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowWrite {
+    pub table: &'static str,
+    pub id: String,
+    pub index: RowIndex,
+    pub state: serde_json::Value,
+}
+
+/// Ids touched by a sequence of events, grouped by table.
+pub type Touched = BTreeMap<&'static str, BTreeSet<String>>;
+
+/// The table names, in a fixed order.
+pub const TABLES: [&str; 6] = [
+    Client::TABLE,
+    SigningKey::TABLE,
+    Delegation::TABLE,
+    Consent::TABLE,
+    Token::TABLE,
+    RefreshToken::TABLE,
+];
+
+fn touched_by<P: Projection>(events: &[RecordedEvent], out: &mut Touched) {
+    for e in events {
+        for id in P::touched(&e.event) {
+            out.entry(P::TABLE).or_default().insert(id.to_owned());
+        }
+    }
+}
+
+fn load_into<P: Projection>(
+    map: &mut BTreeMap<String, P>,
+    table: &str,
+    id: &str,
+    state: serde_json::Value,
+) -> Result<(), serde_json::Error> {
+    if table == P::TABLE {
+        map.insert(id.to_owned(), serde_json::from_value(state)?);
+    }
+    Ok(())
+}
+
+fn writes_of<P: Projection>(
+    map: &BTreeMap<String, P>,
+    touched: &Touched,
+    out: &mut Vec<RowWrite>,
+) -> Result<(), serde_json::Error> {
+    for id in touched.get(P::TABLE).into_iter().flatten() {
+        if let Some(row) = map.get(id) {
+            out.push(RowWrite {
+                table: P::TABLE,
+                id: id.clone(),
+                index: row.index(),
+                state: serde_json::to_value(row)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl LedgerState {
+    /// Folds one event into every projection.
+    pub fn apply(&mut self, event: &RecordedEvent) {
+        apply_to(&mut self.clients, event);
+        apply_to(&mut self.signing_keys, event);
+        apply_to(&mut self.delegations, event);
+        apply_to(&mut self.consents, event);
+        apply_to(&mut self.tokens, event);
+        apply_to(&mut self.refresh_tokens, event);
+    }
+
+    /// Folds a sequence of events from the empty state.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Self {
+        let mut state = Self::default();
+        for e in events {
+            state.apply(e);
+        }
+        state
+    }
+
+    /// The rows `events` change, by table: what a store must load before folding them.
+    pub fn touched(events: &[RecordedEvent]) -> Touched {
+        let mut out = Touched::new();
+        touched_by::<Client>(events, &mut out);
+        touched_by::<SigningKey>(events, &mut out);
+        touched_by::<Delegation>(events, &mut out);
+        touched_by::<Consent>(events, &mut out);
+        touched_by::<Token>(events, &mut out);
+        touched_by::<RefreshToken>(events, &mut out);
+        out
+    }
+
+    /// Adds one stored row (its JSON state) to this state.
+    pub fn load_row(
+        &mut self,
+        table: &str,
+        id: &str,
+        state: serde_json::Value,
+    ) -> Result<(), serde_json::Error> {
+        load_into(&mut self.clients, table, id, state.clone())?;
+        load_into(&mut self.signing_keys, table, id, state.clone())?;
+        load_into(&mut self.delegations, table, id, state.clone())?;
+        load_into(&mut self.consents, table, id, state.clone())?;
+        load_into(&mut self.tokens, table, id, state.clone())?;
+        load_into(&mut self.refresh_tokens, table, id, state)
+    }
+
+    /// Serializes the rows named in `touched`, for the store to write back.
+    pub fn row_writes(&self, touched: &Touched) -> Result<Vec<RowWrite>, serde_json::Error> {
+        let mut out = Vec::new();
+        writes_of(&self.clients, touched, &mut out)?;
+        writes_of(&self.signing_keys, touched, &mut out)?;
+        writes_of(&self.delegations, touched, &mut out)?;
+        writes_of(&self.consents, touched, &mut out)?;
+        writes_of(&self.tokens, touched, &mut out)?;
+        writes_of(&self.refresh_tokens, touched, &mut out)?;
+        Ok(out)
+    }
+
+    /// Every row, serialized, as the store would hold them after folding the whole log.
+    pub fn all_rows(&self) -> Result<Vec<RowWrite>, serde_json::Error> {
+        let mut touched = Touched::new();
+        let mut add = |table: &'static str, ids: Vec<&String>| {
+            touched.entry(table).or_default().extend(ids.into_iter().cloned());
+        };
+        add(Client::TABLE, self.clients.keys().collect());
+        add(SigningKey::TABLE, self.signing_keys.keys().collect());
+        add(Delegation::TABLE, self.delegations.keys().collect());
+        add(Consent::TABLE, self.consents.keys().collect());
+        add(Token::TABLE, self.tokens.keys().collect());
+        add(RefreshToken::TABLE, self.refresh_tokens.keys().collect());
+        self.row_writes(&touched)
+    }
+}

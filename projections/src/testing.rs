@@ -1,0 +1,275 @@
+//! Random but plausible event sequences for property tests.
+//!
+//! Ids come from small pools so that events collide on the same rows: revocations hit existing
+//! delegations, rotations hit issued refresh tokens, and so on, as they do in a real log.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::event::*;
+
+fn id(prefix: &'static str, n: u8) -> String {
+    format!("{prefix}{n}")
+}
+
+fn scopes() -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(
+        prop::sample::select(vec!["a", "b", "c", "d"]).prop_map(str::to_owned),
+        0..3,
+    )
+}
+
+fn granted() -> impl Strategy<Value = Vec<GrantedScope>> {
+    proptest::collection::vec(
+        (
+            prop::sample::select(vec!["a", "b", "c"]),
+            proptest::option::of(0i64..2_000),
+        )
+            .prop_map(|(s, e)| GrantedScope {
+                scope: s.to_owned(),
+                expires_at: e,
+            }),
+        0..3,
+    )
+}
+
+fn client(n: u8, name: String, third: bool) -> ClientSpec {
+    ClientSpec {
+        client_id: id("client", n),
+        name,
+        kind: if third {
+            ClientKind::ThirdParty
+        } else {
+            ClientKind::FirstParty
+        },
+        audience: ClientAudience::Machine,
+        dynamically_registered: false,
+        redirect_uris: vec![],
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec!["a".into(), "b".into()],
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        secret_hash: Some(format!("{n:064}")),
+        jwks: None,
+        jwks_uri: None,
+        metadata: json!({"n": n}),
+    }
+}
+
+/// One random event over the small id pools, at a time in `0..2000`.
+pub fn event() -> impl Strategy<Value = Event> {
+    let n = 0u8..4;
+    let at = 0i64..2_000;
+    prop_oneof![
+        (n.clone(), "[a-z]{1,6}", any::<bool>(), at.clone()).prop_map(|(n, name, t, at)| {
+            Event::ClientRegistered(ClientRegistered {
+                v: V1,
+                client: client(n, name, t),
+                at,
+            })
+        }),
+        (n.clone(), "[a-z]{1,6}", any::<bool>(), at.clone()).prop_map(|(n, name, t, at)| {
+            Event::ClientUpdated(ClientUpdated {
+                v: V1,
+                client: client(n, name, t),
+                at,
+            })
+        }),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::ClientDisabled(ClientDisabled {
+            v: V1,
+            client_id: id("client", n),
+            reason: "test".into(),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::SigningKeyAdded(SigningKeyAdded {
+            v: V1,
+            kid: id("key", n),
+            alg: "ES256".into(),
+            public_jwk: json!({"kty": "EC", "kid": id("key", n)}),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::SigningKeyActivated(SigningKeyActivated {
+            v: V1,
+            kid: id("key", n),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::SigningKeyRetired(SigningKeyRetired {
+            v: V1,
+            kid: id("key", n),
+            at,
+            publish_until: at + 300
+        })),
+        (n.clone(), n.clone(), n.clone(), granted(), at.clone()).prop_map(|(d, s, c, scopes, at)| {
+            Event::DelegationCreated(DelegationCreated {
+                v: V1,
+                delegation_id: id("del", d),
+                subject: id("user", s),
+                client_id: id("client", c),
+                scopes,
+                authorization_details: json!([]),
+                claims: json!({}),
+                auth: AuthContext {
+                    acr: Some("pwd".into()),
+                    amr: vec!["pwd".into()],
+                    auth_time: Some(at),
+                },
+                grant_type: "authorization_code".into(),
+                at,
+            })
+        }),
+        (n.clone(), granted(), at.clone()).prop_map(|(d, scopes, at)| {
+            Event::DelegationScopesChanged(DelegationScopesChanged {
+                v: V1,
+                delegation_id: id("del", d),
+                scopes,
+                at,
+            })
+        }),
+        (n.clone(), at.clone()).prop_map(|(d, at)| Event::DelegationRevoked(DelegationRevoked {
+            v: V1,
+            delegation_id: id("del", d),
+            reason: "user".into(),
+            at
+        })),
+        (
+            n.clone(),
+            n.clone(),
+            n.clone(),
+            scopes(),
+            proptest::option::of(0i64..2_000),
+            at.clone()
+        )
+            .prop_map(
+                |(k, s, c, scopes, exp, at)| Event::ConsentGranted(ConsentGranted {
+                    v: V1,
+                    consent_id: id("consent", k),
+                    subject: id("user", s),
+                    client_id: id("client", c),
+                    scopes,
+                    authorization_details: json!(null),
+                    expires_at: exp,
+                    at
+                })
+            ),
+        (n.clone(), n.clone(), n.clone(), scopes(), at.clone()).prop_map(|(k, s, c, scopes, at)| {
+            Event::ConsentDenied(ConsentDenied {
+                v: V1,
+                consent_id: id("consent", k),
+                subject: id("user", s),
+                client_id: id("client", c),
+                scopes,
+                at,
+            })
+        }),
+        (n.clone(), at.clone()).prop_map(|(k, at)| Event::ConsentRevoked(ConsentRevoked {
+            v: V1,
+            consent_id: id("consent", k),
+            at
+        })),
+        (
+            0u8..8,
+            n.clone(),
+            proptest::option::of(n.clone()),
+            scopes(),
+            at.clone()
+        )
+            .prop_map(|(t, c, d, scopes, at)| Event::TokenIssued(TokenIssued {
+                v: V1,
+                jti: id("jti", t),
+                kind: TokenKind::Access,
+                client_id: id("client", c),
+                subject: id("user", c),
+                delegation_id: d.map(|d| id("del", d)),
+                scopes,
+                audience: vec!["api".into()],
+                kid: id("key", c),
+                grant_type: "client_credentials".into(),
+                issued_at: at,
+                expires_at: at + 300,
+                decision_trail: json!({"scopes": []}),
+                policy_version: Some("p1".into()),
+            })),
+        (0u8..8, at.clone()).prop_map(|(t, at)| Event::TokenRevoked(TokenRevoked {
+            v: V1,
+            jti: id("jti", t),
+            reason: "client".into(),
+            at
+        })),
+        (
+            0u8..8,
+            n.clone(),
+            proptest::option::of(0u8..8),
+            scopes(),
+            at.clone()
+        )
+            .prop_map(
+                |(r, d, p, scopes, at)| Event::RefreshTokenIssued(RefreshTokenIssued {
+                    v: V1,
+                    token_hash: id("rt", r),
+                    delegation_id: id("del", d),
+                    client_id: id("client", d),
+                    subject: id("user", d),
+                    scopes,
+                    issued_at: at,
+                    expires_at: Some(at + 3_600),
+                    parent_hash: p.map(|p| id("rt", p)),
+                })
+            ),
+        (0u8..8, 0u8..8, at.clone()).prop_map(|(r, s, at)| Event::RefreshTokenRotated(RefreshTokenRotated {
+            v: V1,
+            token_hash: id("rt", r),
+            successor_hash: id("rt", s),
+            at
+        })),
+        (0u8..8, at).prop_map(|(r, at)| Event::RefreshTokenRevoked(RefreshTokenRevoked {
+            v: V1,
+            token_hash: id("rt", r),
+            reason: "reuse".into(),
+            at
+        })),
+    ]
+}
+
+/// A random sequence of up to `max` events.
+pub fn events(max: usize) -> impl Strategy<Value = Vec<Event>> {
+    proptest::collection::vec(event(), 0..max)
+}
+
+/// The stream an event naturally belongs to: the entity it is about.
+pub fn stream_of(event: &Event) -> String {
+    match event {
+        Event::ClientRegistered(e) => format!("client-{}", e.client.client_id),
+        Event::ClientUpdated(e) => format!("client-{}", e.client.client_id),
+        Event::ClientDisabled(e) => format!("client-{}", e.client_id),
+        Event::SigningKeyAdded(e) => format!("key-{}", e.kid),
+        Event::SigningKeyActivated(e) => format!("key-{}", e.kid),
+        Event::SigningKeyRetired(e) => format!("key-{}", e.kid),
+        Event::DelegationCreated(e) => format!("delegation-{}", e.delegation_id),
+        Event::DelegationScopesChanged(e) => format!("delegation-{}", e.delegation_id),
+        Event::DelegationRevoked(e) => format!("delegation-{}", e.delegation_id),
+        Event::ConsentGranted(e) => format!("consent-{}", e.consent_id),
+        Event::ConsentDenied(e) => format!("consent-{}", e.consent_id),
+        Event::ConsentRevoked(e) => format!("consent-{}", e.consent_id),
+        Event::TokenIssued(e) => format!("token-{}", e.jti),
+        Event::TokenRevoked(e) => format!("token-{}", e.jti),
+        Event::RefreshTokenIssued(e) => format!("refresh-{}", e.token_hash),
+        Event::RefreshTokenRotated(e) => format!("refresh-{}", e.token_hash),
+        Event::RefreshTokenRevoked(e) => format!("refresh-{}", e.token_hash),
+    }
+}
+
+/// Wraps events as if recorded one after another from position `first`.
+pub fn recorded(events: &[Event], first: u64) -> Vec<RecordedEvent> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| RecordedEvent {
+            position: first + i as u64,
+            stream_id: stream_of(e),
+            version: 1,
+            event: e.clone(),
+            metadata: Metadata::default(),
+            recorded_at: 0,
+            hash: String::new(),
+        })
+        .collect()
+}

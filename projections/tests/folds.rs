@@ -1,0 +1,69 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Properties of the pure folds that the store relies on.
+
+use projections::testing::{events, recorded};
+use projections::{LedgerState, RecordedEvent};
+use proptest::prelude::*;
+
+/// Folds `events` the way the store does: load only the touched rows (through their JSON form), apply
+/// the batch, write back the touched rows.
+fn fold_by_rows(stored: &mut LedgerState, batch: &[RecordedEvent]) {
+    let touched = LedgerState::touched(batch);
+    let mut partial = LedgerState::default();
+    for row in stored.all_rows().unwrap() {
+        if touched.get(row.table).is_some_and(|ids| ids.contains(&row.id)) {
+            partial.load_row(row.table, &row.id, row.state).unwrap();
+        }
+    }
+    for e in batch {
+        partial.apply(e);
+    }
+    for w in partial.row_writes(&touched).unwrap() {
+        stored.load_row(w.table, &w.id, w.state).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn folding_in_chunks_equals_folding_at_once(evs in events(60), cuts in proptest::collection::vec(0usize..60, 0..6)) {
+        let log = recorded(&evs, 1);
+        let whole = LedgerState::fold(&log);
+
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(log.len())).collect();
+        cuts.push(0);
+        cuts.push(log.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+
+        let mut chunked = LedgerState::default();
+        let mut by_rows = LedgerState::default();
+        for w in cuts.windows(2) {
+            let chunk = &log[w[0]..w[1]];
+            for e in chunk { chunked.apply(e); }
+            fold_by_rows(&mut by_rows, chunk);
+        }
+        prop_assert_eq!(&chunked, &whole);
+        prop_assert_eq!(&by_rows, &whole);
+    }
+
+    #[test]
+    fn rows_survive_their_json_form(evs in events(40)) {
+        let state = LedgerState::fold(&recorded(&evs, 1));
+        let mut back = LedgerState::default();
+        for w in state.all_rows().unwrap() {
+            back.load_row(w.table, &w.id, w.state).unwrap();
+        }
+        prop_assert_eq!(back, state);
+    }
+
+    #[test]
+    fn events_survive_their_json_form(evs in events(40)) {
+        for e in evs {
+            let text = serde_json::to_string(&e).unwrap();
+            let back: projections::Event = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, e);
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! What auditors run: chain verification and replay of the log into fresh state.
+
+pub mod replay;
+pub mod verify;

@@ -1,0 +1,8 @@
+//! consent-ledger: an OAuth 2.0 authorization server that decides at token issuance and records every
+//! delegation, consent and issuance as an event in a tamper-evident ledger.
+
+pub mod audit;
+pub mod bench;
+pub mod cli;
+pub mod http;
+pub mod store;

@@ -1,0 +1,72 @@
+//! The schema migrations, embedded in the binary so one file is all an operator deploys.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+/// Every migration: version, description, SQLite text, PostgreSQL text. The two folders move in lockstep;
+/// a test checks that each lists exactly these versions.
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "ledger",
+    include_str!("../../migrations/sqlite/0001_ledger.sql"),
+    include_str!("../../migrations/postgres/0001_ledger.sql"),
+)];
+
+/// Which database's migrations to use.
+#[derive(Debug, Clone, Copy)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The migrator for `dialect`.
+pub fn migrator(dialect: Dialect) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sqlite, postgres)| {
+            let sql = match dialect {
+                Dialect::Sqlite => sqlite,
+                Dialect::Postgres => postgres,
+            };
+            Migration::new(
+                *version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// The newest migration version, which a ready database must have applied.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions_in(dir: &str) -> Vec<i64> {
+        let path = format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let mut v: Vec<i64> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| n.split('_').next().unwrap().parse().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn both_migration_folders_list_exactly_the_embedded_versions() {
+        let embedded: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(versions_in("sqlite"), embedded);
+        assert_eq!(versions_in("postgres"), embedded);
+    }
+}

@@ -1,0 +1,294 @@
+//! The event store: one contract, a SQLite and a PostgreSQL implementation.
+//!
+//! Appends go through one writer task per process ([`writer`]) that commits concurrent appends together;
+//! what a batch writes is planned by the pure [`batch::plan`], so both databases accept and refuse exactly
+//! the same appends. Projection rows are folded by the `projections` crate inside the same transaction.
+
+pub mod batch;
+mod migrations;
+mod postgres;
+mod sqlite;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use projections::{Event, Metadata, Projection, RecordedEvent};
+use serde::{Deserialize, Serialize};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Most events one append may carry.
+pub const APPEND_EVENTS_MAX: usize = 1_000;
+/// Most events one group commit writes.
+pub const BATCH_EVENTS_MAX: usize = 2_000;
+/// Most rows one `read_from` returns.
+pub const READ_LIMIT_MAX: u32 = 10_000;
+
+/// What the appender believes the stream's version is: the optimistic concurrency check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exact(u64),
+}
+
+/// One event to append to one stream.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub stream_id: String,
+    pub event: Event,
+}
+
+/// The expectation about one stream within an append.
+#[derive(Debug, Clone)]
+pub struct StreamExpectation {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+}
+
+/// An all-or-nothing append of events to one or more streams.
+#[derive(Debug, Clone, Default)]
+pub struct AppendRequest {
+    pub events: Vec<NewEvent>,
+    /// One expectation per stream; a stream with none is appended to with [`ExpectedVersion::Any`].
+    pub expectations: Vec<StreamExpectation>,
+    pub metadata: Metadata,
+    /// A retry with the same key returns the first attempt's result and writes nothing.
+    pub idempotency_key: Option<String>,
+}
+
+impl AppendRequest {
+    /// An append of `events` to a single stream, checked against `expected`.
+    pub fn to_stream(stream_id: impl Into<String>, expected: ExpectedVersion, events: Vec<Event>) -> Self {
+        let stream_id = stream_id.into();
+        AppendRequest {
+            events: events
+                .into_iter()
+                .map(|event| NewEvent {
+                    stream_id: stream_id.clone(),
+                    event,
+                })
+                .collect(),
+            expectations: vec![StreamExpectation { stream_id, expected }],
+            ..Self::default()
+        }
+    }
+
+    /// Adds the stream expectations of `other` and its events after these.
+    pub fn and(mut self, other: AppendRequest) -> Self {
+        self.events.extend(other.events);
+        self.expectations.extend(other.expectations);
+        self
+    }
+
+    /// Sets the metadata recorded with every event.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// What an accepted append wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendResult {
+    pub first_position: u64,
+    pub last_position: u64,
+    /// Each stream's version after the append.
+    pub stream_versions: BTreeMap<String, u64>,
+    /// True when this is the stored result of an earlier append with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// Why an append was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another append changed the stream first; reload and decide again.
+    #[error("stream {stream_id} is at version {actual:?}, expected {expected:?}")]
+    Conflict {
+        stream_id: String,
+        expected: ExpectedVersion,
+        actual: Option<u64>,
+    },
+    /// The request itself is malformed; retrying it cannot succeed.
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    /// The database failed; the append may be retried (with an idempotency key to be safe).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A database or decoding failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    #[error("the event store is shut down")]
+    Closed,
+    #[error("{0}")]
+    Open(String),
+}
+
+/// An event row exactly as stored, for hashing; [`StoredEvent::decode`] gives the typed event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub stream_id: String,
+    pub version: u64,
+    pub event_type: String,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: i64,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// Parses the payload and metadata.
+    pub fn decode(&self) -> Result<RecordedEvent, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("position {}: {what}: {e}", self.position))
+        };
+        let event: Event = serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?;
+        if event.event_type() != self.event_type {
+            return Err(StoreError::Corrupt(format!(
+                "position {}: event_type column says {} but the payload is {}",
+                self.position,
+                self.event_type,
+                event.event_type()
+            )));
+        }
+        Ok(RecordedEvent {
+            position: self.position,
+            stream_id: self.stream_id.clone(),
+            version: self.version,
+            event,
+            metadata: serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", e))?,
+            recorded_at: self.recorded_at,
+            hash: self.hash.clone(),
+        })
+    }
+}
+
+/// The last appended event as the head record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub position: u64,
+    pub hash: String,
+    pub recorded_at: i64,
+}
+
+/// A stored projection row: its id and state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub table: String,
+    pub id: String,
+    pub state: serde_json::Value,
+}
+
+/// A stream of events read from the log.
+pub type EventStream<'a> = Pin<Box<dyn Stream<Item = Result<StoredEvent, StoreError>> + Send + 'a>>;
+
+/// The contract every backend meets; the same test bodies run against each.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends all of `request` or none of it. Returns once the events are durable.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
+
+    /// Up to `limit` events from `position` on (inclusive), in position order.
+    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The head record: last position and hash.
+    async fn head(&self) -> Result<Head, StoreError>;
+
+    /// One projection row's state.
+    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Projection rows matching the lookup columns given.
+    async fn rows_where(
+        &self,
+        table: &'static str,
+        filter: RowFilter<'_>,
+    ) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Every projection row of every table, for replay comparison.
+    async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
+
+    /// Ready: reachable and fully migrated.
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Stops accepting appends and waits for the writer to flush what it holds.
+    async fn close(&self);
+
+    /// Events from `position` on, read page by page until the end of the log.
+    fn stream_from(&self, position: u64) -> EventStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let mut next = position.max(1);
+            loop {
+                let page = self.read_from(next, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                next = last.position + 1;
+                for e in page {
+                    yield e;
+                }
+            }
+        })
+    }
+}
+
+/// A lookup over the indexed columns of a projection table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowFilter<'a> {
+    pub subject: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub delegation_id: Option<&'a str>,
+}
+
+/// Reads one typed projection row.
+pub async fn get<P: Projection>(store: &dyn EventStore, id: &str) -> Result<Option<P>, StoreError> {
+    store
+        .row(P::TABLE, id)
+        .await?
+        .map(|v| {
+            serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("{} {id}: {e}", P::TABLE)))
+        })
+        .transpose()
+}
+
+/// Reads typed projection rows by lookup columns.
+pub async fn find<P: Projection>(
+    store: &dyn EventStore,
+    filter: RowFilter<'_>,
+) -> Result<Vec<P>, StoreError> {
+    store
+        .rows_where(P::TABLE, filter)
+        .await?
+        .into_iter()
+        .map(|v| serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("{}: {e}", P::TABLE))))
+        .collect()
+}
+
+/// Opens the store a database URL names, creating and migrating it as needed.
+///
+/// `sqlite:` URLs and plain paths open SQLite; `postgres://` and `postgresql://` open PostgreSQL.
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url).await?)),
+        Some("sqlite") => Ok(Arc::new(SqliteStore::open(url).await?)),
+        Some(other) => Err(StoreError::Open(format!(
+            "unknown database scheme {other:?}: use sqlite://PATH or postgres://…"
+        ))),
+        None if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open(url).await?)),
+        None => Ok(Arc::new(SqliteStore::open(&format!("sqlite://{url}")).await?)),
+    }
+}

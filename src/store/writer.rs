@@ -1,0 +1,195 @@
+//! Group commit: one writer task per process turns many concurrent appends into one transaction.
+//!
+//! A commit with fsync costs about a millisecond; committing each append alone would cap the ledger near
+//! a thousand appends a second. The writer takes every append waiting in its queue (up to
+//! [`BATCH_EVENTS_MAX`] events), plans them with [`batch::plan`], writes them with one statement per
+//! table, commits once, and then answers each caller. Nobody is answered before the commit is durable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use projections::{LedgerState, RowWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::batch;
+use super::{AppendError, AppendRequest, AppendResult, BATCH_EVENTS_MAX, Head, StoreError, StoredEvent};
+
+/// Appends that may wait for the writer before callers are slowed down.
+const QUEUE_MAX: usize = 4_096;
+
+/// The statements one group commit needs, inside one open transaction.
+pub(crate) trait LedgerTx: Send {
+    /// Reads the head and takes the ledger's write lock until commit.
+    fn lock_head(&mut self) -> impl Future<Output = Result<Head, StoreError>> + Send;
+    /// The last version of each named stream that exists.
+    fn stream_versions(
+        &mut self,
+        streams: &[&str],
+    ) -> impl Future<Output = Result<BTreeMap<String, u64>, StoreError>> + Send;
+    /// Stored results of the named idempotency keys that were used before.
+    fn known_keys(
+        &mut self,
+        keys: &[&str],
+    ) -> impl Future<Output = Result<BTreeMap<String, AppendResult>, StoreError>> + Send;
+    fn insert_events(
+        &mut self,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Current state of the named rows of one projection table that exist.
+    fn load_rows(
+        &mut self,
+        table: &'static str,
+        ids: &BTreeSet<String>,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    fn upsert_rows(
+        &mut self,
+        table: &'static str,
+        rows: &[&RowWrite],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_keys(
+        &mut self,
+        keys: &[(String, AppendResult)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn set_head(&mut self, head: &Head) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A database the writer can open transactions on.
+pub(crate) trait Backend: Send + Sync + 'static {
+    type Tx: LedgerTx;
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
+}
+
+/// Plans and writes one batch in one transaction; returns one answer per request.
+pub(crate) async fn commit_batch<B: Backend>(
+    backend: &B,
+    requests: &[AppendRequest],
+    now_micros: i64,
+) -> Result<Vec<Result<AppendResult, AppendError>>, StoreError> {
+    let mut tx = backend.begin().await?;
+    let head = tx.lock_head().await?;
+    let versions = tx.stream_versions(&batch::streams(requests)).await?;
+    let keys = batch::keys(requests);
+    let known = if keys.is_empty() {
+        BTreeMap::new()
+    } else {
+        tx.known_keys(&keys).await?
+    };
+    let plan = batch::plan(&head, &versions, &known, requests, now_micros)?;
+    if plan.events.is_empty() {
+        // Nothing accepted: release the lock without writing.
+        tx.commit().await?;
+        return Ok(plan.results);
+    }
+
+    tx.insert_events(&plan.events).await?;
+    let touched = LedgerState::touched(&plan.recorded);
+    let mut loaded = Vec::new();
+    for (table, ids) in &touched {
+        for (id, state) in tx.load_rows(table, ids).await? {
+            let state = serde_json::from_str(&state)
+                .map_err(|e| StoreError::Corrupt(format!("{table} row {id}: {e}")))?;
+            loaded.push((*table, id, state));
+        }
+    }
+    let writes = batch::project(&plan.recorded, &touched, loaded)?;
+    for table in touched.keys() {
+        let rows: Vec<&RowWrite> = writes.iter().filter(|w| w.table == *table).collect();
+        if !rows.is_empty() {
+            tx.upsert_rows(table, &rows).await?;
+        }
+    }
+    if !plan.new_keys.is_empty() {
+        tx.insert_keys(&plan.new_keys).await?;
+    }
+    tx.set_head(&plan.head).await?;
+    tx.commit().await?;
+    Ok(plan.results)
+}
+
+type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
+
+/// The handle appenders use to reach the writer task.
+pub(crate) struct Writer {
+    // A std mutex: held only to clone or drop the sender, never across an await.
+    queue: std::sync::Mutex<Option<mpsc::Sender<(AppendRequest, Reply)>>>,
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    /// Starts the writer task for `backend`.
+    pub(crate) fn spawn<B: Backend>(backend: Arc<B>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(AppendRequest, Reply)>(QUEUE_MAX);
+        let task = tokio::spawn(async move {
+            let mut jobs: Vec<(AppendRequest, Reply)> = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut events = first.0.events.len();
+                jobs.push(first);
+                while events < BATCH_EVENTS_MAX {
+                    match rx.try_recv() {
+                        Ok(job) => {
+                            events += job.0.events.len();
+                            jobs.push(job);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let (requests, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+                match commit_batch(backend.as_ref(), &requests, now_micros()).await {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            // A caller that gave up waiting is not an error: its append is durable.
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, appends = replies.len(), "group commit failed");
+                        let message = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(AppendError::Store(StoreError::Open(format!(
+                                "group commit failed, nothing was written: {message}"
+                            )))));
+                        }
+                    }
+                }
+            }
+        });
+        Writer {
+            queue: std::sync::Mutex::new(Some(tx)),
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<(AppendRequest, Reply)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Queues `request` and waits until it is durable or refused.
+    pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
+        let sender = self.sender().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send((request, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Refuses new appends, lets the writer commit what is queued, and waits for it to finish.
+    pub(crate) async fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = self.task.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
