@@ -206,7 +206,10 @@ impl PostgresStore {
     /// Connects to and migrates the PostgreSQL ledger at `url`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?
+            // The log grows fast from empty: a generic plan cached while a table was tiny would keep
+            // scanning it whole long after it is large. Plan each statement for its actual arguments.
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(8)

@@ -236,7 +236,11 @@ impl SqliteStore {
             // Durable before acknowledged: FULL syncs the WAL at every commit.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The default 2 MiB page cache makes every append read index pages back through system
+            // calls once the log outgrows it.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         if let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {

@@ -19,6 +19,8 @@ use super::{AppendError, AppendRequest, AppendResult, BATCH_EVENTS_MAX, Head, St
 
 /// Appends that may wait for the writer before callers are slowed down.
 const QUEUE_MAX: usize = 4_096;
+/// How many times the writer yields, when its queue is empty, before committing what it has.
+const GATHER_YIELDS_MAX: u32 = 4;
 
 /// The statements one group commit needs, inside one open transaction.
 pub(crate) trait LedgerTx: Send {
@@ -135,11 +137,19 @@ impl Writer {
             while let Some(first) = rx.recv().await {
                 let mut events = first.0.events.len();
                 jobs.push(first);
+                // Callers just answered by the last commit are still being scheduled; yielding a few
+                // times lets them queue their next appends, so batches grow with the load instead of
+                // the writer committing the first few alone.
+                let mut yields = 0;
                 while events < BATCH_EVENTS_MAX {
                     match rx.try_recv() {
                         Ok(job) => {
                             events += job.0.events.len();
                             jobs.push(job);
+                        }
+                        Err(_) if yields < GATHER_YIELDS_MAX => {
+                            yields += 1;
+                            tokio::task::yield_now().await;
                         }
                         Err(_) => break,
                     }

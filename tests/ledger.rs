@@ -1,0 +1,317 @@
+//! The event store contract, run against SQLite and PostgreSQL with the same bodies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::TestDb;
+use consent_ledger::audit::{replay, verify};
+use consent_ledger::store::{self, AppendError, AppendRequest, ExpectedVersion};
+use futures_util::StreamExt;
+use projections::event::{ClientDisabled, TokenIssued, TokenKind, TokenRevoked, V1};
+use projections::testing::{events, stream_of};
+use projections::tokens::Token;
+use projections::{Event, Metadata};
+use proptest::prelude::*;
+
+fn issued(jti: &str) -> Event {
+    Event::TokenIssued(TokenIssued {
+        v: V1,
+        jti: jti.into(),
+        kind: TokenKind::Access,
+        client_id: "c1".into(),
+        subject: "c1".into(),
+        delegation_id: None,
+        scopes: vec!["read".into()],
+        audience: vec!["api".into()],
+        kid: "k1".into(),
+        grant_type: "client_credentials".into(),
+        issued_at: 100,
+        expires_at: 400,
+        decision_trail: serde_json::json!([]),
+        policy_version: Some("p1".into()),
+    })
+}
+
+fn revoked(jti: &str) -> Event {
+    Event::TokenRevoked(TokenRevoked {
+        v: V1,
+        jti: jti.into(),
+        reason: "client".into(),
+        at: 200,
+    })
+}
+
+fn one(stream: &str, expected: ExpectedVersion, event: Event) -> AppendRequest {
+    AppendRequest::to_stream(stream, expected, vec![event])
+}
+
+async fn assert_intact(store: &dyn store::EventStore, count: u64) {
+    match verify::verify(store, None).await.unwrap() {
+        verify::Verdict::Intact { count: c, .. } => assert_eq!(c, count),
+        broken => panic!("expected an intact chain, got {broken:?}"),
+    }
+    assert_eq!(replay::compare(store).await.unwrap(), vec![]);
+}
+
+async fn appends_are_read_back_in_order_with_their_projections(db: TestDb) {
+    let store = db.open().await;
+    let meta = Metadata {
+        request_id: Some("r1".into()),
+        actor: Some("admin".into()),
+        policy_version: None,
+    };
+    let r = store
+        .append(one("token-a", ExpectedVersion::NoStream, issued("a")).with_metadata(meta.clone()))
+        .await
+        .unwrap();
+    assert_eq!((r.first_position, r.last_position, r.replayed), (1, 1, false));
+    let r = store
+        .append(
+            AppendRequest::to_stream("token-a", ExpectedVersion::Exact(1), vec![revoked("a")]).and(
+                AppendRequest::to_stream(
+                    "token-b",
+                    ExpectedVersion::NoStream,
+                    vec![issued("b"), revoked("b")],
+                ),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.first_position, r.last_position), (2, 4));
+    assert_eq!(r.stream_versions.get("token-b"), Some(&2));
+
+    let page = store.read_from(2, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), vec![2, 3]);
+    let all: Vec<_> = store
+        .stream_from(1)
+        .map(|e| e.unwrap().decode().unwrap())
+        .collect()
+        .await;
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].metadata, meta);
+    assert_eq!(all[3].event, revoked("b"));
+    assert_eq!((all[3].stream_id.as_str(), all[3].version), ("token-b", 2));
+    assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
+
+    let a: Token = store::get(store.as_ref(), "a").await.unwrap().unwrap();
+    assert_eq!((a.revoked_at, a.issued_position), (Some(200), 1));
+    assert!(
+        store::get::<Token>(store.as_ref(), "nope")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let by_client: Vec<Token> = store::find(
+        store.as_ref(),
+        store::RowFilter {
+            client_id: Some("c1"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_client.len(), 2);
+    assert_intact(store.as_ref(), 4).await;
+    store.close().await;
+}
+
+async fn a_conflicting_append_names_the_stream_and_leaves_no_trace(db: TestDb) {
+    let store = db.open().await;
+    store
+        .append(one("token-a", ExpectedVersion::NoStream, issued("a")))
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap();
+    let rows = store.all_rows().await.unwrap();
+
+    let err = store
+        .append(one("token-a", ExpectedVersion::NoStream, revoked("a")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AppendError::Conflict { stream_id, actual: Some(1), .. } if stream_id == "token-a")
+    );
+    // All or nothing across streams: the good half is not written either.
+    let both = one("token-z", ExpectedVersion::NoStream, issued("z")).and(one(
+        "token-a",
+        ExpectedVersion::Exact(5),
+        revoked("a"),
+    ));
+    let err = store.append(both).await.unwrap_err();
+    assert!(
+        matches!(&err, AppendError::Conflict { stream_id, .. } if stream_id == "token-a"),
+        "{err}"
+    );
+
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(store.all_rows().await.unwrap(), rows);
+    assert_eq!(store.read_from(1, 100).await.unwrap().len(), 1);
+    assert_intact(store.as_ref(), 1).await;
+    store.close().await;
+}
+
+async fn a_retried_append_with_its_idempotency_key_writes_once(db: TestDb) {
+    let store = db.open().await;
+    let mut req = one("token-a", ExpectedVersion::NoStream, issued("a"));
+    req.idempotency_key = Some("req-1".into());
+    let first = store.append(req.clone()).await.unwrap();
+    let again = store.append(req).await.unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(
+        (again.first_position, again.stream_versions),
+        (first.first_position, first.stream_versions)
+    );
+    assert_eq!(store.head().await.unwrap().position, 1);
+    store.close().await;
+}
+
+async fn concurrent_appends_with_the_same_expected_version_have_one_winner(db: TestDb) {
+    let store = db.open().await;
+    store
+        .append(one("client-x", ExpectedVersion::NoStream, issued("seed")))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(one(
+                        "client-x",
+                        ExpectedVersion::Exact(1),
+                        revoked(&format!("t{i}")),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(AppendError::Conflict {
+                stream_id,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(
+                    (stream_id.as_str(), expected, actual),
+                    ("client-x", ExpectedVersion::Exact(1), Some(2))
+                );
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_intact(store.as_ref(), 2).await;
+    store.close().await;
+}
+
+async fn the_store_refuses_appends_after_close_and_reopens_intact(db: TestDb) {
+    let store = db.open().await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(one(
+                        &format!("token-{i}"),
+                        ExpectedVersion::NoStream,
+                        issued(&i.to_string()),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    store.close().await;
+    assert!(
+        store
+            .append(one("token-late", ExpectedVersion::Any, issued("late")))
+            .await
+            .is_err()
+    );
+    let reopened = db.open().await;
+    assert_intact(reopened.as_ref(), 50).await;
+    reopened.close().await;
+}
+
+async fn stored_rows_equal_the_fold_of_the_stored_log_for_random_histories(db: TestDb) {
+    let store = db.open().await;
+    let runtime = tokio::runtime::Handle::current();
+    let config = ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    // The proptest body is synchronous; it drives the async store on this test's runtime from a plain thread.
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        proptest::test_runner::TestRunner::new(config)
+            .run(
+                &(events(40), proptest::collection::vec(1usize..8, 1..10)),
+                |(evs, sizes)| {
+                    runtime.block_on(async {
+                        let mut rest = evs.as_slice();
+                        let mut sizes = sizes.iter().cycle();
+                        while !rest.is_empty() {
+                            let n = (*sizes.next().unwrap()).min(rest.len());
+                            let (batch, tail) = rest.split_at(n);
+                            rest = tail;
+                            let mut req = AppendRequest::default();
+                            for e in batch {
+                                req = req.and(AppendRequest::to_stream(
+                                    stream_of(e),
+                                    ExpectedVersion::Any,
+                                    vec![e.clone()],
+                                ));
+                            }
+                            // Expectations are per stream; a batch naming a stream twice keeps its first.
+                            let mut seen = BTreeSet::new();
+                            req.expectations.retain(|x| seen.insert(x.stream_id.clone()));
+                            s.append(req).await.unwrap();
+                        }
+                        // A refused batch leaves no trace.
+                        let head = s.head().await.unwrap();
+                        let rows = s.all_rows().await.unwrap();
+                        let bad = one(
+                            "delegation-new",
+                            ExpectedVersion::Exact(99),
+                            Event::ClientDisabled(ClientDisabled {
+                                v: V1,
+                                client_id: "client0".into(),
+                                reason: "x".into(),
+                                at: 1,
+                            }),
+                        );
+                        assert!(s.append(bad).await.is_err());
+                        prop_assert_eq!(s.head().await.unwrap(), head);
+                        prop_assert_eq!(s.all_rows().await.unwrap(), rows);
+                        prop_assert_eq!(replay::compare(s.as_ref()).await.unwrap(), vec![]);
+                        Ok(())
+                    })
+                },
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        verify::verify(store.as_ref(), None).await.unwrap(),
+        verify::Verdict::Intact { .. }
+    ));
+    store.close().await;
+}
+
+on_both_stores!(
+    appends_are_read_back_in_order_with_their_projections,
+    a_conflicting_append_names_the_stream_and_leaves_no_trace,
+    a_retried_append_with_its_idempotency_key_writes_once,
+    concurrent_appends_with_the_same_expected_version_have_one_winner,
+    the_store_refuses_appends_after_close_and_reopens_intact,
+    stored_rows_equal_the_fold_of_the_stored_log_for_random_histories,
+);
