@@ -1,13 +1,18 @@
 //! The command line: parse, run one command, turn its outcome into an exit code.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use projections::clients::Client;
+use projections::event::{ClientAudience, ClientKind, ClientSpec};
 
+use crate::app::{App, now};
 use crate::audit::replay::{self, Until};
 use crate::audit::verify::{self, Anchor, Verdict};
+use crate::config::{Config, ConfigError};
 use crate::store::{self, EventStore};
 
 /// The default ledger: a SQLite file beside the working directory.
@@ -17,9 +22,12 @@ pub const DEFAULT_DATABASE: &str = "sqlite://./data/consent-ledger.db";
 #[derive(Debug, Parser)]
 #[command(name = "consent-ledger", version)]
 pub struct Cli {
-    /// Database URL: sqlite://PATH (default ./data/consent-ledger.db) or postgres://…
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    /// Database URL: sqlite://PATH (default ./data/consent-ledger.db) or postgres://… [env: DATABASE_URL]
+    #[arg(long, global = true)]
     pub database: Option<String>,
+    /// Configuration file (TOML); ./consent-ledger.toml is read when present.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,10 +37,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve {
-        /// Address to listen on.
-        #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
-        bind: SocketAddr,
+        /// Address to listen on (default from the config, 127.0.0.1:8080). [env: BIND]
+        #[arg(long)]
+        bind: Option<SocketAddr>,
     },
+    /// Register clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Check and replay the ledger.
@@ -41,6 +55,41 @@ pub enum Command {
     /// Measure the server on this machine.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+}
+
+/// Client registration commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its generated secret once.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// first_party or third_party.
+        #[arg(long, default_value = "third_party")]
+        kind: String,
+        /// machine or human.
+        #[arg(long, default_value = "machine")]
+        audience: String,
+        #[arg(long = "grant-type", default_value = "client_credentials")]
+        grant_types: Vec<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+    },
+}
+
+/// Signing key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new key and make it current; the old one stays in the JWKS until its tokens expire.
+    Rotate,
 }
 
 /// Auditor commands.
@@ -69,6 +118,14 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Append(#[from] store::AppendError),
+    #[error(transparent)]
+    Registration(#[from] crate::clients::RegistrationError),
 }
 
 fn parse_until(text: &str) -> Result<Until, CliError> {
@@ -86,7 +143,11 @@ fn parse_until(text: &str) -> Result<Until, CliError> {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let url = cli.database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    let url = cli
+        .database
+        .or_else(|| config.database.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
     match cli.command {
         Command::Bench(cmd) => return crate::bench::run(cmd, &url).await,
         Command::Audit(AuditCommand::Replay { until: Some(u) }) => {
@@ -103,7 +164,69 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
     let store = store::open(&url).await?;
     let code = match cli.command {
-        Command::Serve { bind } => serve(store.clone(), bind).await?,
+        Command::Serve { bind } => {
+            let bind = match bind {
+                Some(b) => b,
+                None => config
+                    .bind
+                    .parse()
+                    .map_err(|_| CliError::Usage(format!("bad bind address {}", config.bind)))?,
+            };
+            serve(store.clone(), config, bind).await?
+        }
+        Command::Clients(ClientsCommand::Add {
+            id,
+            name,
+            kind,
+            audience,
+            grant_types,
+            scopes,
+            resources,
+            redirect_uris,
+            auth_method,
+        }) => {
+            let kind: ClientKind = serde_json::from_value(serde_json::json!(kind))
+                .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
+            let audience: ClientAudience = serde_json::from_value(serde_json::json!(audience))
+                .map_err(|_| CliError::Usage("--audience is machine or human".into()))?;
+            let secret = if auth_method.starts_with("client_secret") {
+                Some(crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?)
+            } else {
+                None
+            };
+            let spec = ClientSpec {
+                client_id: id.clone(),
+                name,
+                kind,
+                audience,
+                dynamically_registered: false,
+                redirect_uris,
+                grant_types,
+                scopes,
+                token_endpoint_auth_method: auth_method,
+                secret_hash: secret.as_deref().map(crate::clients::hash_secret),
+                jwks: None,
+                jwks_uri: None,
+                resources,
+                metadata: serde_json::Value::Null,
+            };
+            let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
+            store
+                .append(crate::clients::register(existing.as_ref(), spec, now())?)
+                .await?;
+            println!("client_id: {id}");
+            if let Some(s) = secret {
+                println!("client_secret: {s}");
+                println!("(the secret is shown only now; the ledger keeps its SHA-256)");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let app = App::new(store.clone(), config);
+            let key = app.keys.rotate(store.as_ref(), now()).await?;
+            println!("current signing key: {} ({})", key.kid, key.alg.name());
+            ExitCode::SUCCESS
+        }
         Command::Migrate => {
             println!("database migrated: {}", redact(&url));
             ExitCode::SUCCESS
@@ -156,8 +279,19 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-async fn serve(store: Arc<dyn EventStore>, bind: SocketAddr) -> Result<ExitCode, CliError> {
-    let app = crate::http::router(crate::http::AppState { store });
+async fn serve(store: Arc<dyn EventStore>, config: Config, bind: SocketAddr) -> Result<ExitCode, CliError> {
+    let now = now();
+    for c in &config.clients {
+        let existing: Option<Client> = store::get(store.as_ref(), &c.client_id).await?;
+        if let Some(request) = crate::clients::bootstrap(existing.as_ref(), c, now)? {
+            store.append(request).await?;
+            tracing::info!(client_id = %c.client_id, "client from the configuration recorded");
+        }
+    }
+    let app = Arc::new(App::new(store, config));
+    let key = app.keys.current(app.store.as_ref(), now).await?;
+    tracing::info!(kid = %key.kid, alg = key.alg.name(), issuer = %app.config.issuer, "signing key ready");
+    let app = crate::http::router(app);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {bind}: {e}")))?;

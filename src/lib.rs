@@ -1,8 +1,16 @@
 //! consent-ledger: an OAuth 2.0 authorization server that decides at token issuance and records every
 //! delegation, consent and issuance as an event in a tamper-evident ledger.
 
+pub mod access_tokens;
+pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod grants;
 pub mod http;
+pub mod issuance;
+pub mod keys;
+pub mod oauth;
 pub mod store;

@@ -128,6 +128,9 @@ pub struct ClientSpec {
     pub jwks: Option<Value>,
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// RFC 8707 resource indicators the client may ask tokens for; the first is its default audience.
+    #[serde(default)]
+    pub resources: Vec<String>,
     #[serde(default)]
     pub metadata: Value,
 }

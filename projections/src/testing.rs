@@ -51,6 +51,7 @@ fn client(n: u8, name: String, third: bool) -> ClientSpec {
         secret_hash: Some(format!("{n:064}")),
         jwks: None,
         jwks_uri: None,
+        resources: vec![],
         metadata: json!({"n": n}),
     }
 }

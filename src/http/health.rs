@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::AppState;
+use crate::app::AppRef;
 
 /// Alive: the process answers.
 pub async fn healthz() -> &'static str {
@@ -11,8 +11,8 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Ready: the database answers and carries every migration.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
-    match state.store.ready().await {
+pub async fn readyz(State(app): State<AppRef>) -> (StatusCode, String) {
+    match app.store.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

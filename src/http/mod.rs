@@ -1,24 +1,41 @@
 //! The HTTP edge: routes, and nothing that decides.
 
+mod admin;
+mod client_auth;
+mod discovery;
 mod health;
-
-use std::sync::Arc;
+mod introspect;
+mod revoke;
+mod token;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 
-use crate::store::EventStore;
-
-/// What every handler may reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn EventStore>,
-}
+use crate::app::AppRef;
+use crate::oauth::form::FORM_BYTES_MAX;
 
 /// The server's routes.
-pub fn router(state: AppState) -> Router {
+pub fn router(app: AppRef) -> Router {
+    let body_max = app.config.limits.body_bytes_max.min(FORM_BYTES_MAX);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .with_state(state)
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::oauth_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route("/jwks", get(discovery::jwks))
+        .route("/token", post(token::token))
+        .route("/introspect", post(introspect::introspect))
+        .route("/revoke", post(revoke::revoke))
+        .route("/admin/clients", post(admin::create).get(admin::list))
+        .route("/admin/clients/{id}", get(admin::get).put(admin::update))
+        .route("/admin/clients/{id}/disable", post(admin::disable))
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(app)
 }

@@ -7,12 +7,20 @@ use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 /// Every migration: version, description, SQLite text, PostgreSQL text. The two folders move in lockstep;
 /// a test checks that each lists exactly these versions.
-pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "ledger",
-    include_str!("../../migrations/sqlite/0001_ledger.sql"),
-    include_str!("../../migrations/postgres/0001_ledger.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        include_str!("../../migrations/sqlite/0001_ledger.sql"),
+        include_str!("../../migrations/postgres/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "used assertions",
+        include_str!("../../migrations/sqlite/0002_used_assertions.sql"),
+        include_str!("../../migrations/postgres/0002_used_assertions.sql"),
+    ),
+];
 
 /// Which database's migrations to use.
 #[derive(Debug, Clone, Copy)]

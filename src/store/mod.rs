@@ -211,6 +211,9 @@ pub trait EventStore: Send + Sync {
     /// The head record: last position and hash.
     async fn head(&self) -> Result<Head, StoreError>;
 
+    /// The last version of `stream_id`, or `None` when it has no events.
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
+
     /// One projection row's state.
     async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
@@ -220,6 +223,9 @@ pub trait EventStore: Send + Sync {
         table: &'static str,
         filter: RowFilter<'_>,
     ) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Records `key` as used until `expires_at`; false when it already was. Forgets keys expired at `now`.
+    async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
     /// Every projection row of every table, for replay comparison.
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;

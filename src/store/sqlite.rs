@@ -294,6 +294,14 @@ impl EventStore for SqliteStore {
         Ok(head_of(&row)?)
     }
 
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = ?1")
+            .bind(stream_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.map(position))
+    }
+
     async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let sql = format!("SELECT state FROM {} WHERE id = ?1", table_name(table)?);
         let state: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql))
@@ -333,6 +341,21 @@ impl EventStore for SqliteStore {
             .into_iter()
             .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{table}: {e}"))))
             .collect()
+    }
+
+    async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO used_assertions (key, expires_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError> {

@@ -1,0 +1,399 @@
+//! Server configuration: an optional TOML file, environment overrides, and validation with the key at fault.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use projections::event::{ClientAudience, ClientKind};
+use serde::Deserialize;
+
+use crate::keys::Algorithm;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "consent-ledger.toml";
+
+/// Grant types this server implements at the token endpoint.
+pub const SUPPORTED_GRANT_TYPES: &[&str] = &["client_credentials"];
+
+/// Client authentication methods this server implements.
+pub const SUPPORTED_AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Where private signing keys live (owner-only files). Nodes sharing a database share this directory.
+    #[serde(default = "default_key_dir")]
+    pub key_dir: PathBuf,
+    #[serde(default)]
+    pub signing_alg: Algorithm,
+    /// Bearer token for `/admin`; the admin API is off when unset.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Audience of tokens when the request names no resource and the client has none.
+    #[serde(default)]
+    pub default_audience: Option<String>,
+    #[serde(default)]
+    pub tokens: TokenLifetimes,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub scopes: Vec<ScopeConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+/// Lifetimes in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenLifetimes {
+    #[serde(default = "default_access_lifetime")]
+    pub access_token_seconds: i64,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        TokenLifetimes {
+            access_token_seconds: default_access_lifetime(),
+        }
+    }
+}
+
+/// Bounds on what one request may carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_body_bytes_max")]
+    pub body_bytes_max: usize,
+    #[serde(default = "default_scopes_per_request_max")]
+    pub scopes_per_request_max: usize,
+    #[serde(default = "default_scope_len_max")]
+    pub scope_len_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: default_body_bytes_max(),
+            scopes_per_request_max: default_scopes_per_request_max(),
+            scope_len_max: default_scope_len_max(),
+        }
+    }
+}
+
+/// A scope the server knows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Granted when a request names no scope.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// A client registered at start (created if absent, updated if changed).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: ClientKind,
+    #[serde(default)]
+    pub audience: ClientAudience,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_auth_method")]
+    pub token_endpoint_auth_method: String,
+    /// SHA-256 (hex) of the client's secret; the secret itself never goes in a file.
+    #[serde(default)]
+    pub secret_sha256: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+fn default_issuer() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_key_dir() -> PathBuf {
+    PathBuf::from("./data/keys")
+}
+fn default_access_lifetime() -> i64 {
+    300
+}
+fn default_body_bytes_max() -> usize {
+    16 * 1024
+}
+fn default_scopes_per_request_max() -> usize {
+    50
+}
+fn default_scope_len_max() -> usize {
+    200
+}
+fn default_auth_method() -> String {
+    "client_secret_basic".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: default_issuer(),
+            bind: default_bind(),
+            database: None,
+            key_dir: default_key_dir(),
+            signing_alg: Algorithm::default(),
+            admin_token: None,
+            default_audience: None,
+            tokens: TokenLifetimes::default(),
+            limits: Limits::default(),
+            scopes: Vec::new(),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// A configuration the server refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads `path` (or the default file when present, or nothing), applies environment overrides
+    /// (`ISSUER`, `BIND`, `DATABASE_URL`, `ADMIN_TOKEN`) and validates.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let (file, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                Some(std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    file: p.display().to_string(),
+                    key: "-".into(),
+                    problem: format!("cannot read: {e}"),
+                })?),
+            ),
+            None => (
+                DEFAULT_CONFIG_FILE.to_owned(),
+                std::fs::read_to_string(DEFAULT_CONFIG_FILE).ok(),
+            ),
+        };
+        let mut config = match text {
+            Some(t) => Self::parse(&file, &t)?,
+            None => Config::default(),
+        };
+        if let Some(v) = env("ISSUER") {
+            config.issuer = v;
+        }
+        if let Some(v) = env("BIND") {
+            config.bind = v;
+        }
+        if let Some(v) = env("DATABASE_URL") {
+            config.database = Some(v);
+        }
+        if let Some(v) = env("ADMIN_TOKEN") {
+            config.admin_token = Some(v);
+        }
+        config.validate(&file)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            ConfigError {
+                file: line.map_or(file.to_owned(), |l| format!("{file}:{l}")),
+                key: "-".into(),
+                problem: e.message().to_owned(),
+            }
+        })
+    }
+
+    /// Checks what TOML types cannot: URLs, names, references between sections.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: String, problem: String| {
+            Err(ConfigError {
+                file: file.to_owned(),
+                key,
+                problem,
+            })
+        };
+        if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://"))
+            || self.issuer.contains(['?', '#'])
+            || self.issuer.ends_with('/')
+        {
+            return err(
+                "issuer".into(),
+                format!(
+                    "{:?} must be an http(s) URL with no query, fragment or trailing slash",
+                    self.issuer
+                ),
+            );
+        }
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return err(
+                "bind".into(),
+                format!("{:?} is not an address like 127.0.0.1:8080", self.bind),
+            );
+        }
+        if !(1..=86_400).contains(&self.tokens.access_token_seconds) {
+            return err(
+                "tokens.access_token_seconds".into(),
+                "must be between 1 and 86400".into(),
+            );
+        }
+        if let Some(t) = &self.admin_token
+            && t.len() < 32
+        {
+            return err("admin_token".into(), "must be at least 32 characters".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in self.scopes.iter().enumerate() {
+            if !crate::oauth::scope::is_scope_token(&s.name) {
+                return err(
+                    format!("scopes[{i}].name"),
+                    format!("{:?} is not a valid scope name", s.name),
+                );
+            }
+            if !names.insert(s.name.as_str()) {
+                return err(
+                    format!("scopes[{i}].name"),
+                    format!("{:?} is defined twice", s.name),
+                );
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = |k: &str| format!("clients[{i}].{k}");
+            if c.client_id.is_empty() || c.client_id.len() > 128 || c.client_id.contains(':') {
+                return err(key("client_id"), "1 to 128 characters, no ':'".into());
+            }
+            if !ids.insert(c.client_id.as_str()) {
+                return err(key("client_id"), format!("{:?} is defined twice", c.client_id));
+            }
+            if let Some(g) = c
+                .grant_types
+                .iter()
+                .find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str()))
+            {
+                return err(key("grant_types"), format!("unsupported grant type {g:?}"));
+            }
+            if !SUPPORTED_AUTH_METHODS.contains(&c.token_endpoint_auth_method.as_str()) {
+                return err(
+                    key("token_endpoint_auth_method"),
+                    format!(
+                        "{:?} is not one of {SUPPORTED_AUTH_METHODS:?}",
+                        c.token_endpoint_auth_method
+                    ),
+                );
+            }
+            if let Some(s) = c.scopes.iter().find(|s| !names.contains(s.as_str())) {
+                return err(
+                    key("scopes"),
+                    format!("scope {s:?} is not defined under [[scopes]]"),
+                );
+            }
+            let secret_method = c.token_endpoint_auth_method.starts_with("client_secret");
+            match &c.secret_sha256 {
+                Some(h) if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    return err(key("secret_sha256"), "must be 64 hex digits".into());
+                }
+                None if secret_method => {
+                    return err(
+                        key("secret_sha256"),
+                        format!("required by {}", c.token_endpoint_auth_method),
+                    );
+                }
+                _ => {}
+            }
+            if c.token_endpoint_auth_method == "private_key_jwt" && c.jwks.is_none() {
+                return err(key("jwks"), "required by private_key_jwt".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn no_file_means_the_documented_defaults() {
+        let c = Config::load(None, no_env).unwrap();
+        assert_eq!(
+            (c.issuer.as_str(), c.bind.as_str()),
+            ("http://127.0.0.1:8080", "127.0.0.1:8080")
+        );
+        assert_eq!(c.signing_alg, Algorithm::ES256);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |k: &str| (k == "ISSUER").then(|| "https://id.example".to_owned());
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.issuer, "https://id.example");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_problem() {
+        let e = Config::parse("c.toml", "issuer = 3\n").unwrap_err();
+        assert!(e.to_string().starts_with("c.toml:1: -: "), "{e}");
+        let e = Config::parse("c.toml", "isuer = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("isuer"), "{e}");
+
+        let text = r#"
+            [[scopes]]
+            name = "read"
+            [[clients]]
+            client_id = "svc"
+            name = "Service"
+            grant_types = ["client_credentials"]
+            scopes = ["write"]
+            secret_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+        "#;
+        let e = Config::parse("c.toml", text)
+            .unwrap()
+            .validate("c.toml")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: clients[0].scopes: scope \"write\" is not defined under [[scopes]]"
+        );
+
+        let bad_issuer = Config {
+            issuer: "http://x/".into(),
+            ..Config::default()
+        };
+        assert_eq!(bad_issuer.validate("f").unwrap_err().key, "issuer");
+    }
+}

@@ -1,0 +1,266 @@
+//! `/admin/clients`: client registration over HTTP, behind the configured admin bearer token.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use projections::clients::Client;
+use projections::event::{ClientAudience, ClientKind, ClientSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::{AppRef, now};
+use crate::clients::{self, RegistrationError};
+use crate::oauth::client_auth::constant_time_eq;
+use crate::store::{self, AppendError, RowFilter};
+
+/// An admin API failure, as JSON.
+#[derive(Debug)]
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let code = match self.0 {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::BAD_REQUEST => "invalid_request",
+            _ => "server_error",
+        };
+        let mut r = (self.0, Json(json!({"error": code, "error_description": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
+
+impl From<RegistrationError> for AdminError {
+    fn from(e: RegistrationError) -> Self {
+        let status = match e {
+            RegistrationError::Exists(_) => StatusCode::CONFLICT,
+            RegistrationError::Unknown(_) => StatusCode::NOT_FOUND,
+            RegistrationError::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        AdminError(status, e.to_string())
+    }
+}
+
+impl From<store::StoreError> for AdminError {
+    fn from(e: store::StoreError) -> Self {
+        tracing::error!(error = %e, "admin");
+        AdminError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable".into(),
+        )
+    }
+}
+
+impl From<AppendError> for AdminError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Conflict { .. } => {
+                AdminError(StatusCode::CONFLICT, "the client changed meanwhile; retry".into())
+            }
+            other => {
+                tracing::error!(error = %other, "admin append");
+                AdminError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the change could not be recorded".into(),
+                )
+            }
+        }
+    }
+}
+
+fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AdminError> {
+    let expected = app.config.admin_token.as_deref();
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (expected, given) {
+        (Some(e), Some(g)) if constant_time_eq(e.as_bytes(), g.as_bytes()) => Ok(()),
+        (None, _) => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "the admin API is not enabled".into(),
+        )),
+        _ => Err(AdminError(
+            StatusCode::UNAUTHORIZED,
+            "a valid admin bearer token is required".into(),
+        )),
+    }
+}
+
+/// A client as the admin API accepts it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInput {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: ClientKind,
+    #[serde(default)]
+    pub audience: ClientAudience,
+    #[serde(default)]
+    pub dynamically_registered: bool,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "basic")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+fn basic() -> String {
+    "client_secret_basic".into()
+}
+
+impl ClientInput {
+    fn into_spec(self, secret_hash: Option<String>) -> ClientSpec {
+        ClientSpec {
+            client_id: self.client_id,
+            name: self.name,
+            kind: self.kind,
+            audience: self.audience,
+            dynamically_registered: self.dynamically_registered,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            secret_hash,
+            jwks: self.jwks,
+            jwks_uri: None,
+            resources: self.resources,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// A client as the admin API shows it: everything but the secret hash.
+fn view(c: &Client) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("secret_hash");
+    }
+    v
+}
+
+/// `POST /admin/clients`: registers a client; a generated secret is in this response only.
+pub async fn create(
+    State(app): State<AppRef>,
+    headers: HeaderMap,
+    Json(input): Json<ClientInput>,
+) -> Result<Response, AdminError> {
+    authorize(&app, &headers)?;
+    let existing: Option<Client> = store::get(app.store.as_ref(), &input.client_id).await?;
+    let secret = if input.token_endpoint_auth_method.starts_with("client_secret") {
+        Some(
+            clients::generate_secret()
+                .map_err(|_| AdminError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()))?,
+        )
+    } else {
+        None
+    };
+    let spec = input.into_spec(secret.as_deref().map(clients::hash_secret));
+    let client_id = spec.client_id.clone();
+    app.store
+        .append(clients::register(existing.as_ref(), spec, now())?)
+        .await?;
+    let created: Option<Client> = store::get(app.store.as_ref(), &client_id).await?;
+    let mut body = created.as_ref().map(view).unwrap_or(Value::Null);
+    if let Some(s) = secret {
+        body["client_secret"] = json!(s);
+    }
+    let mut r = (StatusCode::CREATED, Json(body)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+/// `GET /admin/clients`.
+pub async fn list(State(app): State<AppRef>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
+    authorize(&app, &headers)?;
+    let all: Vec<Client> = store::find(app.store.as_ref(), RowFilter::default()).await?;
+    Ok(Json(
+        json!({ "clients": all.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /admin/clients/{id}`.
+pub async fn get(
+    State(app): State<AppRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&app, &headers)?;
+    let c: Option<Client> = store::get(app.store.as_ref(), &id).await?;
+    c.map(|c| Json(view(&c))).ok_or(AdminError(
+        StatusCode::NOT_FOUND,
+        format!("client {id} does not exist"),
+    ))
+}
+
+/// `PUT /admin/clients/{id}`: replaces the attributes; the secret stays.
+pub async fn update(
+    State(app): State<AppRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(input): Json<ClientInput>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&app, &headers)?;
+    if input.client_id != id {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "client_id in the body differs from the path".into(),
+        ));
+    }
+    let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
+    let secret_hash = existing.as_ref().and_then(|c| c.spec.secret_hash.clone());
+    app.store
+        .append(clients::update(
+            existing.as_ref(),
+            input.into_spec(secret_hash),
+            now(),
+        )?)
+        .await?;
+    get(State(app), headers, Path(id)).await
+}
+
+/// Body of a disable request.
+#[derive(Debug, Deserialize)]
+pub struct DisableInput {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /admin/clients/{id}/disable`: the client can no longer authenticate; its tokens turn inactive.
+pub async fn disable(
+    State(app): State<AppRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(input): Json<DisableInput>,
+) -> Result<Json<Value>, AdminError> {
+    authorize(&app, &headers)?;
+    let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
+    let reason = input
+        .reason
+        .unwrap_or_else(|| "disabled by an administrator".into());
+    app.store
+        .append(clients::disable(existing.as_ref(), &id, &reason, now())?)
+        .await?;
+    get(State(app), headers, Path(id)).await
+}

@@ -1,0 +1,103 @@
+//! The error enum is the wire protocol: each variant displays exactly its RFC 6749 §5.2 / RFC 7009 code.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An OAuth error response. `error_description` never carries internal details.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// Malformed request: missing or repeated parameter, wrong content type. Fix the request.
+    #[error("invalid_request")]
+    InvalidRequest(String),
+    /// Client authentication failed (401 with `WWW-Authenticate`). Check credentials and method.
+    #[error("invalid_client")]
+    InvalidClient(String),
+    /// The grant or token presented is invalid, expired or revoked. Start the flow again.
+    #[error("invalid_grant")]
+    InvalidGrant(String),
+    /// The client may not use this grant type. Change the client's registration.
+    #[error("unauthorized_client")]
+    UnauthorizedClient(String),
+    /// The server does not implement this grant type.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType(String),
+    /// Nothing requested can be granted, or a scope is malformed.
+    #[error("invalid_scope")]
+    InvalidScope(String),
+    /// RFC 8707: the resource is unknown or not allowed for this client.
+    #[error("invalid_target")]
+    InvalidTarget(String),
+    /// RFC 7009: the server cannot revoke this kind of token.
+    #[error("unsupported_token_type")]
+    UnsupportedTokenType(String),
+    /// The server failed; the details are in its log, not in the response. Retry later.
+    #[error("server_error")]
+    ServerError,
+    /// The server is overloaded or its database unavailable. Retry later.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable,
+}
+
+impl OAuthError {
+    /// The HTTP status RFC 6749 gives this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            OAuthError::InvalidRequest(d)
+            | OAuthError::InvalidClient(d)
+            | OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::UnsupportedGrantType(d)
+            | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidTarget(d)
+            | OAuthError::UnsupportedTokenType(d) => Some(d),
+            OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
+        }
+    }
+
+    /// Logs an internal failure and returns the opaque error the client sees.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> OAuthError {
+        tracing::error!(%error, "{context}");
+        OAuthError::ServerError
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.to_string() });
+        if let Some(d) = self.description() {
+            body["error_description"] = json!(d);
+        }
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, OAuthError::InvalidClient(_)) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"consent-ledger\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store");
+        match e {
+            crate::store::StoreError::Database(_) | crate::store::StoreError::Closed => {
+                OAuthError::TemporarilyUnavailable
+            }
+            _ => OAuthError::ServerError,
+        }
+    }
+}
