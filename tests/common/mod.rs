@@ -101,3 +101,106 @@ macro_rules! on_both_stores {
         }
     )*};
 }
+
+/// A server running in this test's runtime on an ephemeral port.
+pub struct TestServer {
+    pub base: String,
+    pub app: consent_ledger::app::AppRef,
+    pub http: reqwest::Client,
+    _keys: tempfile::TempDir,
+}
+
+/// Scopes and a bootstrap client most token tests use.
+pub const TOKEN_CONFIG: &str = r#"
+admin_token = "admin-token-admin-token-admin-token-0123"
+default_audience = "https://api.example"
+[[scopes]]
+name = "read"
+description = "Read messages"
+default = true
+[[scopes]]
+name = "write"
+description = "Send messages"
+[[scopes]]
+name = "admin"
+description = "Administer"
+"#;
+
+impl TestServer {
+    /// Starts a server over `db` configured with `toml` (issuer and key directory are filled in).
+    pub async fn start(db: &TestDb, toml: &str) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let keys = tempfile::tempdir().unwrap();
+        let mut config = consent_ledger::config::Config::parse("test.toml", toml).unwrap();
+        config.issuer = base.clone();
+        config.key_dir = keys.path().to_owned();
+        config.validate("test.toml").unwrap();
+        let store = db.open().await;
+        let now = consent_ledger::app::now();
+        for c in &config.clients {
+            let existing = store::get(store.as_ref(), &c.client_id).await.unwrap();
+            if let Some(r) = consent_ledger::clients::bootstrap(existing.as_ref(), c, now).unwrap() {
+                store.append(r).await.unwrap();
+            }
+        }
+        let app = Arc::new(consent_ledger::app::App::new(store, config));
+        app.keys.current(app.store.as_ref(), now).await.unwrap();
+        let router = consent_ledger::http::router(app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestServer {
+            base,
+            app,
+            http: reqwest::Client::new(),
+            _keys: keys,
+        }
+    }
+
+    /// Registers a client through the admin API; returns its secret (if one was generated).
+    pub async fn register(&self, body: serde_json::Value) -> Option<String> {
+        let r = self
+            .http
+            .post(format!("{}/admin/clients", self.base))
+            .bearer_auth("admin-token-admin-token-admin-token-0123")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["client_secret"].as_str().map(str::to_owned)
+    }
+
+    /// POSTs a form with optional Basic credentials; returns status, headers and JSON body.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
