@@ -27,6 +27,15 @@ pub enum BenchCommand {
         #[arg(long)]
         acks: bool,
     },
+    /// `client_credentials` over HTTP against an in-process server at several concurrencies.
+    Tokens {
+        /// Token requests per concurrency level.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<u64>,
+    },
 }
 
 /// Runs a benchmark against the database at `url`.
@@ -45,7 +54,146 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Tokens {
+            requests,
+            concurrency,
+        } => {
+            let store = store::open(url).await?;
+            let reports = tokens(store.clone(), requests, &concurrency).await?;
+            for (c, report) in concurrency.iter().zip(reports) {
+                println!(
+                    "{} client_credentials concurrency {c}: {}",
+                    crate::cli::redact(url),
+                    report.as_tokens()
+                );
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+impl Report {
+    fn as_tokens(&self) -> String {
+        format!(
+            "{} tokens in {:.2}s: {:.0} tokens/s, p50 {:.2} ms, p99 {:.2} ms",
+            self.count,
+            self.elapsed.as_secs_f64(),
+            self.count as f64 / self.elapsed.as_secs_f64(),
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
+async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Result<Vec<Report>, CliError> {
+    use crate::config::{Config, ScopeConfig};
+    let keys = std::env::temp_dir().join(format!(
+        "consent-ledger-bench-keys-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let config = Config {
+        issuer: base.clone(),
+        key_dir: keys.clone(),
+        scopes: vec![ScopeConfig {
+            name: "messages:read".into(),
+            description: String::new(),
+            default: true,
+        }],
+        ..Config::default()
+    };
+    let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let secret = crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?;
+    let spec = projections::event::ClientSpec {
+        client_id: client_id.clone(),
+        name: "Benchmark".into(),
+        kind: projections::event::ClientKind::FirstParty,
+        audience: projections::event::ClientAudience::Machine,
+        dynamically_registered: false,
+        redirect_uris: vec![],
+        grant_types: vec!["client_credentials".into()],
+        scopes: vec!["messages:read".into()],
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        secret_hash: Some(crate::clients::hash_secret(&secret)),
+        jwks: None,
+        jwks_uri: None,
+        resources: vec![],
+        metadata: serde_json::Value::Null,
+    };
+    let now = crate::app::now();
+    store.append(crate::clients::register(None, spec, now)?).await?;
+    let app = Arc::new(crate::app::App::new(store, config));
+    // A fresh key whose private half is in this run's directory, whatever an earlier run left.
+    app.keys.rotate(app.store.as_ref(), now).await?;
+    let router = crate::http::router(app);
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut reports = Vec::new();
+    for &concurrency in levels {
+        reports.push(load(&base, &client_id, &secret, count, concurrency.max(1)).await?);
+    }
+    server.abort();
+    let _ = std::fs::remove_dir_all(keys);
+    Ok(reports)
+}
+
+async fn load(
+    base: &str,
+    client_id: &str,
+    secret: &str,
+    count: u64,
+    concurrency: u64,
+) -> Result<Report, CliError> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let url = format!("{base}/token");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let (http, url, client_id, secret) =
+            (http.clone(), url.clone(), client_id.to_owned(), secret.to_owned());
+        let share = count / concurrency + u64::from(t < count % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(share as usize);
+            for _ in 0..share {
+                let began = Instant::now();
+                let r = http
+                    .post(&url)
+                    .basic_auth(&client_id, Some(&secret))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ok = r.status().is_success();
+                let _ = r.bytes().await;
+                latencies.push(began.elapsed());
+                if !ok {
+                    return Err("a token request failed".to_owned());
+                }
+            }
+            Ok(latencies)
+        }));
+    }
+    let mut all = Vec::with_capacity(count as usize);
+    for t in tasks {
+        all.extend(
+            t.await
+                .map_err(|e| CliError::Usage(e.to_string()))?
+                .map_err(CliError::Usage)?,
+        );
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok(Report {
+        count,
+        elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    })
 }
 
 /// Throughput and latency of one run.

@@ -380,7 +380,8 @@ async fn malformed_requests_get_rfc6749_errors_and_write_nothing(db: TestDb) {
         .await;
     let head = s.app.store.head().await.unwrap();
     let basic = Some(("m", secret.as_str()));
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], 400, "invalid_request"),
         (vec![("grant_type", "password")], 400, "unsupported_grant_type"),
         (
