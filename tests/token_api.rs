@@ -65,6 +65,20 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
     let jwks = s.get_json("/jwks").await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    // Every path the OpenAPI document lists is routed.
+    let doc = s.get_json("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/token") && paths.contains_key("/admin/clients/{id}"));
+    for path in paths.keys() {
+        let r = s
+            .http
+            .get(format!("{}{}", s.base, path.replace("{id}", "x")))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 404, "{path} is documented but not routed");
+    }
 }
 
 async fn client_credentials_issues_a_verifiable_rfc9068_token_recorded_in_the_ledger(db: TestDb) {

@@ -5,6 +5,7 @@ mod client_auth;
 mod discovery;
 mod health;
 mod introspect;
+pub mod openapi;
 mod revoke;
 mod token;
 
@@ -14,6 +15,22 @@ use axum::routing::{get, post};
 
 use crate::app::AppRef;
 use crate::oauth::form::FORM_BYTES_MAX;
+
+/// Every routed path, as the OpenAPI document must list it.
+pub const ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/.well-known/oauth-authorization-server",
+    "/.well-known/openid-configuration",
+    "/jwks",
+    "/token",
+    "/introspect",
+    "/revoke",
+    "/admin/clients",
+    "/admin/clients/{id}",
+    "/admin/clients/{id}/disable",
+    "/openapi.json",
+];
 
 /// The server's routes.
 pub fn router(app: AppRef) -> Router {
@@ -36,6 +53,22 @@ pub fn router(app: AppRef) -> Router {
         .route("/admin/clients", post(admin::create).get(admin::list))
         .route("/admin/clients/{id}", get(admin::get).put(admin::update))
         .route("/admin/clients/{id}/disable", post(admin::disable))
+        .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc = super::openapi::ApiDoc::openapi();
+        let mut documented: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        let mut routed = super::ROUTES.to_vec();
+        documented.sort_unstable();
+        routed.sort_unstable();
+        assert_eq!(documented, routed);
+    }
 }
