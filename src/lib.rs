@@ -13,4 +13,5 @@ pub mod http;
 pub mod issuance;
 pub mod keys;
 pub mod oauth;
+pub mod policy;
 pub mod store;

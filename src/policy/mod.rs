@@ -1,0 +1,4 @@
+//! The policy engine: authorizers assigned to scopes decide each scope at issuance.
+
+pub mod authorizer;
+pub mod authorizers;
