@@ -1,6 +1,7 @@
 //! The server's shared state and the imperative shell around the pure decisions: clock, store, keys.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use projections::event::UnixSeconds;
 
@@ -22,9 +23,20 @@ pub struct Endpoints {
 pub struct App {
     pub store: Arc<dyn EventStore>,
     pub config: Config,
-    pub policy: Policy,
+    /// The file the configuration came from, re-read on policy reload.
+    pub config_file: Option<PathBuf>,
+    policy: RwLock<Arc<Policy>>,
     pub keys: KeyRing,
     pub endpoints: Endpoints,
+}
+
+/// Why a policy could not be loaded or published.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("recording the policy failed: {0}")]
+    Append(#[from] crate::store::AppendError),
 }
 
 /// Shared handle to [`App`].
@@ -36,17 +48,23 @@ pub fn now() -> UnixSeconds {
 }
 
 impl App {
-    /// Builds the state for `config` over `store`.
-    pub fn new(store: Arc<dyn EventStore>, config: Config) -> App {
+    /// Builds the state for a validated `config` over `store`.
+    pub fn new(store: Arc<dyn EventStore>, config: Config) -> Result<App, crate::config::ConfigError> {
+        let policy = Policy::from_config(&config).map_err(|(key, problem)| crate::config::ConfigError {
+            file: "configuration".into(),
+            key,
+            problem,
+        })?;
         let issuer = config.issuer.clone();
         let keys = KeyRing::new(
             KeyDir::new(&config.key_dir),
             config.signing_alg,
             config.tokens.access_token_seconds,
         );
-        App {
+        Ok(App {
             store,
-            policy: Policy::from_config(&config),
+            config_file: None,
+            policy: RwLock::new(Arc::new(policy)),
             keys,
             endpoints: Endpoints {
                 token: format!("{issuer}/token"),
@@ -55,9 +73,61 @@ impl App {
                 jwks: format!("{issuer}/jwks"),
             },
             config,
+        })
+    }
+
+    /// The policy in force now. A reload swaps it whole; a decision holds one version throughout.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
+    /// Records the policy in force as `PolicyPublished`, once per version (the version is the
+    /// idempotency key, so every node publishing the same policy writes it once).
+    pub async fn publish_policy(&self, policy: &Policy, now: UnixSeconds) -> Result<(), PolicyError> {
+        let event = projections::Event::PolicyPublished(projections::event::PolicyPublished {
+            v: projections::event::V1,
+            version: policy.version.clone(),
+            policy: policy.document.clone(),
+            at: now,
+        });
+        let mut request =
+            crate::store::AppendRequest::to_stream("policy", crate::store::ExpectedVersion::Any, vec![event]);
+        request.idempotency_key = Some(format!("policy-{}", policy.version));
+        self.store.append(request).await?;
+        Ok(())
+    }
+
+    /// Re-reads the configuration file and puts its policy (scopes, authorizers, lifetimes) in force for
+    /// the next token issued. Other settings (issuer, bind, database) need a restart.
+    pub async fn reload_policy(&self, now: UnixSeconds) -> Result<String, PolicyError> {
+        let fresh = Config::load(self.config_file.as_deref(), |k| std::env::var(k).ok())?;
+        let mut next = self.config.clone();
+        next.scopes = fresh.scopes;
+        next.authorizers = fresh.authorizers;
+        next.policy = fresh.policy;
+        next.tokens = fresh.tokens;
+        let file = self
+            .config_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".into());
+        next.validate(&file)?;
+        let policy = Policy::from_config(&next).map_err(|(key, problem)| crate::config::ConfigError {
+            file,
+            key,
+            problem,
+        })?;
+        // Recorded before it is used, so no token cites a version the ledger does not hold.
+        self.publish_policy(&policy, now).await?;
+        let version = policy.version.clone();
+        if let Ok(mut guard) = self.policy.write() {
+            *guard = Arc::new(policy);
+        }
+        Ok(version)
+    }
     /// The audiences a client assertion sent to `endpoint` may name.
     pub fn assertion_audiences(&self, endpoint: &str) -> Vec<String> {
         vec![

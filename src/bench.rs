@@ -102,6 +102,8 @@ async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Resul
             name: "messages:read".into(),
             description: String::new(),
             default: true,
+            lifetime_seconds: None,
+            authorizers: vec![],
         }],
         ..Config::default()
     };
@@ -125,7 +127,10 @@ async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Resul
     };
     let now = crate::app::now();
     store.append(crate::clients::register(None, spec, now)?).await?;
-    let app = Arc::new(crate::app::App::new(store, config));
+    let app = Arc::new(crate::app::App::new(store, config)?);
+    app.publish_policy(&app.policy(), now)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     // A fresh key whose private half is in this run's directory, whatever an earlier run left.
     app.keys.rotate(app.store.as_ref(), now).await?;
     let router = crate::http::router(app);

@@ -101,6 +101,13 @@ pub enum AuditCommand {
         #[arg(long)]
         anchor: Option<Anchor>,
     },
+    /// Explain why a token carries what it carries: each scope's authorizers, consent and outcome.
+    Explain {
+        jti: String,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fold the log into fresh state: compare with the stored rows, or print the state as of --until.
     Replay {
         /// A position, or an RFC 3339 time.
@@ -172,7 +179,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     .parse()
                     .map_err(|_| CliError::Usage(format!("bad bind address {}", config.bind)))?,
             };
-            serve(store.clone(), config, bind).await?
+            serve(store.clone(), config, cli.config.clone(), bind).await?
         }
         Command::Clients(ClientsCommand::Add {
             id,
@@ -222,7 +229,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ExitCode::SUCCESS
         }
         Command::Keys(KeysCommand::Rotate) => {
-            let app = App::new(store.clone(), config);
+            let app = App::new(store.clone(), config)?;
             let key = app.keys.rotate(store.as_ref(), now()).await?;
             println!("current signing key: {} ({})", key.kid, key.alg.name());
             ExitCode::SUCCESS
@@ -239,6 +246,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 }
                 Verdict::Broken { position, reason } => {
                     println!("broken at position {position}: {reason}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Explain { jti, json }) => {
+            match crate::audit::explain::explain(store.as_ref(), &jti).await? {
+                Some(e) if json => {
+                    println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Some(e) => {
+                    print!("{}", crate::audit::explain::render(&e));
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("error: the ledger holds no token {jti}");
                     ExitCode::FAILURE
                 }
             }
@@ -279,7 +302,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-async fn serve(store: Arc<dyn EventStore>, config: Config, bind: SocketAddr) -> Result<ExitCode, CliError> {
+async fn serve(
+    store: Arc<dyn EventStore>,
+    config: Config,
+    config_file: Option<PathBuf>,
+    bind: SocketAddr,
+) -> Result<ExitCode, CliError> {
     let now = now();
     for c in &config.clients {
         let existing: Option<Client> = store::get(store.as_ref(), &c.client_id).await?;
@@ -288,7 +316,18 @@ async fn serve(store: Arc<dyn EventStore>, config: Config, bind: SocketAddr) -> 
             tracing::info!(client_id = %c.client_id, "client from the configuration recorded");
         }
     }
-    let app = Arc::new(App::new(store, config));
+    let mut app = App::new(store, config)?;
+    app.config_file = config_file.or_else(|| {
+        let default = PathBuf::from(crate::config::DEFAULT_CONFIG_FILE);
+        default.exists().then_some(default)
+    });
+    let app = Arc::new(app);
+    let policy = app.policy();
+    app.publish_policy(&policy, now)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    tracing::info!(version = %policy.version, "policy in force");
+    spawn_reload_on_sighup(app.clone());
     let key = app.keys.current(app.store.as_ref(), now).await?;
     tracing::info!(kid = %key.kid, alg = key.alg.name(), issuer = %app.config.issuer, "signing key ready");
     let app = crate::http::router(app);
@@ -301,6 +340,24 @@ async fn serve(store: Arc<dyn EventStore>, config: Config, bind: SocketAddr) -> 
         .await?;
     tracing::info!("stopped accepting requests; flushing the ledger writer");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the policy from the configuration file on every SIGHUP.
+fn spawn_reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match app.reload_policy(now()).await {
+                Ok(version) => tracing::info!(%version, "policy reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload refused; the previous policy stays in force")
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

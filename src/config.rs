@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use projections::event::{ClientAudience, ClientKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::keys::Algorithm;
+use crate::policy::authorizers::AuthorizerConfig;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "consent-ledger.toml";
@@ -49,8 +50,22 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub scopes: Vec<ScopeConfig>,
+    /// Authorizers, defined once by name and assigned to scopes.
+    #[serde(default)]
+    pub authorizers: Vec<AuthorizerConfig>,
+    #[serde(default)]
+    pub policy: PolicySettings,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+}
+
+/// How the policy engine resolves consent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Never reuse a consent from the ledger for a new delegation the user is not present for.
+    #[serde(default)]
+    pub strict_consent: bool,
 }
 
 /// Lifetimes in seconds.
@@ -91,16 +106,23 @@ impl Default for Limits {
     }
 }
 
-/// A scope the server knows.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// A scope the server knows: a name, or a template such as `account.list.*` or `account.{id}.read`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeConfig {
     pub name: String,
+    /// Shown on the consent page.
     #[serde(default)]
     pub description: String,
     /// Granted when a request names no scope.
     #[serde(default)]
     pub default: bool,
+    /// The longest a delegation holds this scope; authorizers may shorten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_seconds: Option<i64>,
+    /// Names of the authorizers that decide it, in order.
+    #[serde(default)]
+    pub authorizers: Vec<String>,
 }
 
 /// A client registered at start (created if absent, updated if changed).
@@ -168,6 +190,8 @@ impl Default for Config {
             tokens: TokenLifetimes::default(),
             limits: Limits::default(),
             scopes: Vec::new(),
+            authorizers: Vec::new(),
+            policy: PolicySettings::default(),
             clients: Vec::new(),
         }
     }
@@ -272,6 +296,11 @@ impl Config {
         {
             return err("admin_token".into(), "must be at least 32 characters".into());
         }
+        let policy = crate::issuance::Policy::from_config(self).map_err(|(key, problem)| ConfigError {
+            file: file.to_owned(),
+            key,
+            problem,
+        })?;
         let mut names = BTreeSet::new();
         for (i, s) in self.scopes.iter().enumerate() {
             if !crate::oauth::scope::is_scope_token(&s.name) {
@@ -312,7 +341,11 @@ impl Config {
                     ),
                 );
             }
-            if let Some(s) = c.scopes.iter().find(|s| !names.contains(s.as_str())) {
+            if let Some(s) = c
+                .scopes
+                .iter()
+                .find(|s| !names.contains(s.as_str()) && policy.engine.find(s).is_none())
+            {
                 return err(
                     key("scopes"),
                     format!("scope {s:?} is not defined under [[scopes]]"),

@@ -19,7 +19,11 @@ fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
         .env_remove("BIND")
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -32,7 +36,10 @@ fn an_invalid_config_is_refused_with_the_file_the_key_and_the_problem() {
     .unwrap();
     let (ok, _, err) = run(dir.path(), &["--config", "bad.toml", "serve"]);
     assert!(!ok);
-    assert_eq!(err.trim(), "error: bad.toml: clients[0].scopes: scope \"write\" is not defined under [[scopes]]");
+    assert_eq!(
+        err.trim(),
+        "error: bad.toml: clients[0].scopes: scope \"write\" is not defined under [[scopes]]"
+    );
     std::fs::write(dir.path().join("consent-ledger.toml"), "issuer = \"ftp://x\"\n").unwrap();
     let (ok, _, err) = run(dir.path(), &["migrate"]);
     assert!(!ok);
@@ -45,12 +52,41 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
     let dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = run(
         dir.path(),
-        &["--database", &db.url, "clients", "add", "--id", "svc", "--name", "Service", "--scope", "read", "--kind", "first_party"],
+        &[
+            "--database",
+            &db.url,
+            "clients",
+            "add",
+            "--id",
+            "svc",
+            "--name",
+            "Service",
+            "--scope",
+            "read",
+            "--kind",
+            "first_party",
+        ],
     );
     assert!(ok, "{err}");
-    let secret = out.lines().find_map(|l| l.strip_prefix("client_secret: ")).unwrap().to_owned();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
     assert_eq!(secret.len(), 43, "256 bits in base64url");
-    let (ok, _, err) = run(dir.path(), &["--database", &db.url, "clients", "add", "--id", "svc", "--name", "Again"]);
+    let (ok, _, err) = run(
+        dir.path(),
+        &[
+            "--database",
+            &db.url,
+            "clients",
+            "add",
+            "--id",
+            "svc",
+            "--name",
+            "Again",
+        ],
+    );
     assert!(!ok && err.contains("already exists"), "{err}");
 
     for _ in 0..2 {
@@ -59,7 +95,10 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
     }
     let store = db.open().await;
     let client: Client = store::get(store.as_ref(), "svc").await.unwrap().unwrap();
-    assert_eq!(client.spec.secret_hash, Some(consent_ledger::clients::hash_secret(&secret)));
+    assert_eq!(
+        client.spec.secret_hash,
+        Some(consent_ledger::clients::hash_secret(&secret))
+    );
     let events = store.read_from(1, 100).await.unwrap();
     assert!(!events.iter().any(|e| e.payload.contains(&secret)));
     let keys: Vec<SigningKey> = store::find(store.as_ref(), Default::default()).await.unwrap();
@@ -70,7 +109,10 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
     #[cfg(unix)]
     for entry in std::fs::read_dir(dir.path().join("data/keys")).unwrap() {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(entry.unwrap().metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            entry.unwrap().metadata().unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     store.close().await;
 }

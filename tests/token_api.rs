@@ -125,7 +125,7 @@ async fn client_credentials_issues_a_verifiable_rfc9068_token_recorded_in_the_le
         panic!()
     };
     assert_eq!(t.jti, jti);
-    assert_eq!(t.policy_version.as_deref(), Some(s.app.policy.version.as_str()));
+    assert_eq!(t.policy_version.as_deref(), Some(s.app.policy().version.as_str()));
     assert_eq!(t.decision_trail["scopes"][0]["outcome"], "issued");
     assert!(
         !events.iter().any(|e| e.payload.contains(&secret)),

@@ -53,6 +53,7 @@ pub enum Event {
     RefreshTokenIssued(RefreshTokenIssued),
     RefreshTokenRotated(RefreshTokenRotated),
     RefreshTokenRevoked(RefreshTokenRevoked),
+    PolicyPublished(PolicyPublished),
 }
 
 impl Event {
@@ -76,6 +77,7 @@ impl Event {
             Event::RefreshTokenIssued(_) => "RefreshTokenIssued",
             Event::RefreshTokenRotated(_) => "RefreshTokenRotated",
             Event::RefreshTokenRevoked(_) => "RefreshTokenRevoked",
+            Event::PolicyPublished(_) => "PolicyPublished",
         }
     }
 }
@@ -347,6 +349,17 @@ pub struct RefreshTokenRevoked {
     pub v: V1,
     pub token_hash: String,
     pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// A policy configuration came into force; issuances record its `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyPublished {
+    pub v: V1,
+    /// SHA-256 (hex) of the canonical JSON of `policy`.
+    pub version: String,
+    /// Scopes, authorizers and lifetimes, as configured.
+    pub policy: Value,
     pub at: UnixSeconds,
 }
 

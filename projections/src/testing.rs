@@ -221,6 +221,12 @@ pub fn event() -> impl Strategy<Value = Event> {
             successor_hash: id("rt", s),
             at
         })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::PolicyPublished(PolicyPublished {
+            v: V1,
+            version: format!("{n:064}"),
+            policy: json!({"scopes": [{"name": "a"}]}),
+            at
+        })),
         (0u8..8, at).prop_map(|(r, at)| Event::RefreshTokenRevoked(RefreshTokenRevoked {
             v: V1,
             token_hash: id("rt", r),
@@ -255,6 +261,7 @@ pub fn stream_of(event: &Event) -> String {
         Event::RefreshTokenIssued(e) => format!("refresh-{}", e.token_hash),
         Event::RefreshTokenRotated(e) => format!("refresh-{}", e.token_hash),
         Event::RefreshTokenRevoked(e) => format!("refresh-{}", e.token_hash),
+        Event::PolicyPublished(_) => "policy".to_owned(),
     }
 }
 

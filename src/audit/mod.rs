@@ -1,4 +1,5 @@
 //! What auditors run: chain verification and replay of the log into fresh state.
 
+pub mod explain;
 pub mod replay;
 pub mod verify;

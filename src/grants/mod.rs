@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::issuance::Decision;
+use crate::issuance::{Decision, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
 use crate::store::{AppendRequest, ExpectedVersion};
@@ -87,6 +87,7 @@ struct AccessClaims<'a> {
 /// does not hold.
 pub async fn issue_access_token(
     app: &App,
+    policy: &Policy,
     client: &Client,
     subject: &str,
     grant: GrantType,
@@ -99,7 +100,8 @@ pub async fn issue_access_token(
         .await
         .map_err(|e| OAuthError::internal("signing key", e))?;
     let jti = uuid::Uuid::new_v4().simple().to_string();
-    let scope = decision.scopes.join(" ");
+    let scopes = decision.scope_names();
+    let scope = scopes.join(" ");
     let claims = AccessClaims {
         iss: &app.config.issuer,
         sub: subject,
@@ -120,20 +122,20 @@ pub async fn issue_access_token(
         client_id: client.spec.client_id.clone(),
         subject: subject.to_owned(),
         delegation_id,
-        scopes: decision.scopes.clone(),
+        scopes,
         audience: decision.audience.clone(),
         kid: key.kid.clone(),
         grant_type: grant.name().into(),
         issued_at: decision.issued_at,
         expires_at: decision.expires_at,
         decision_trail: json!({ "scopes": decision.trail }),
-        policy_version: Some(app.policy.version.clone()),
+        policy_version: Some(policy.version.clone()),
     });
     let request = AppendRequest::to_stream(format!("token-{jti}"), ExpectedVersion::NoStream, vec![event])
         .with_metadata(projections::Metadata {
             request_id: None,
             actor: Some(format!("client:{}", client.spec.client_id)),
-            policy_version: Some(app.policy.version.clone()),
+            policy_version: Some(policy.version.clone()),
         });
     app.store.append(request).await.map_err(|e| match e {
         crate::store::AppendError::Store(s) => OAuthError::from(s),

@@ -264,3 +264,19 @@ pub async fn disable(
         .await?;
     get(State(app), headers, Path(id)).await
 }
+
+/// `POST /admin/policy/reload`: re-reads the configuration file; the new policy applies to the next token.
+pub async fn reload_policy(State(app): State<AppRef>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
+    authorize(&app, &headers)?;
+    match app.reload_policy(now()).await {
+        Ok(version) => Ok(Json(json!({ "policy_version": version }))),
+        Err(crate::app::PolicyError::Config(e)) => Err(AdminError(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload");
+            Err(AdminError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the policy could not be recorded".into(),
+            ))
+        }
+    }
+}

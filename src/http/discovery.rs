@@ -25,7 +25,12 @@ fn metadata(app: &AppRef) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
         "introspection_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
-        "scopes_supported": app.policy.scopes.keys().collect::<Vec<_>>(),
+        "scopes_supported": app
+            .policy()
+            .scope_names()
+            .filter(|s| !s.contains(['*', '{']))
+            .map(str::to_owned)
+            .collect::<std::collections::BTreeSet<_>>(),
         "access_token_signing_alg_values_supported": [app.config.signing_alg.name()],
         "service_documentation": format!("{issuer}/openapi.json"),
     })

@@ -29,6 +29,7 @@ pub const ROUTES: &[&str] = &[
     "/admin/clients",
     "/admin/clients/{id}",
     "/admin/clients/{id}/disable",
+    "/admin/policy/reload",
     "/openapi.json",
 ];
 
@@ -53,6 +54,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/admin/clients", post(admin::create).get(admin::list))
         .route("/admin/clients/{id}", get(admin::get).put(admin::update))
         .route("/admin/clients/{id}/disable", post(admin::disable))
+        .route("/admin/policy/reload", post(admin::reload_policy))
         .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(app)

@@ -134,6 +134,12 @@ fn admin_update() {}
 #[allow(dead_code)]
 fn admin_disable() {}
 
+#[utoipa::path(post, path = "/admin/policy/reload", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, description = "The new policy version, in force for the next token", body = Object),
+              (status = 400, description = "The configuration is invalid; the previous policy stays")))]
+#[allow(dead_code)]
+fn admin_reload_policy() {}
+
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document", body = Object)))]
 #[allow(dead_code)]
 fn openapi() {}
@@ -156,7 +162,7 @@ impl utoipa::Modify for AdminToken {
 #[openapi(
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz,
-          admin_create, admin_list, admin_get, admin_update, admin_disable, openapi),
+          admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi),
     modifiers(&AdminToken)
 )]
 pub struct ApiDoc;

@@ -1,95 +1,123 @@
-//! The issuance decision: one pure function from the request, the client and the policy to the scopes,
-//! audience and lifetime of a token, with a trail that says why. Every grant type calls it.
+//! The issuance decision: one pure function from the request context, the fetched facts and the policy
+//! (with the clock as an argument) to the scopes, audience and lifetime of a token, with a trail that says
+//! why for every requested scope. Every grant type calls it.
+
+mod policy;
 
 use std::collections::BTreeMap;
 
 use projections::clients::Client;
-use projections::event::UnixSeconds;
+use projections::consents::Consent;
+use projections::delegations::Delegation;
+use projections::event::{AuthContext, UnixSeconds};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
-use crate::config::{Config, ScopeConfig};
+pub use policy::Policy;
+
 use crate::oauth::OAuthError;
+use crate::policy::authorizer::{Context, StepUp, Verdict};
+use crate::policy::engine::AuthorizerVerdict;
+use crate::policy::resolution::{self, ConsentSource, Resolution, Situation};
 
-/// The policy in force: the scope catalogue and lifetimes, identified by a content hash.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub scopes: BTreeMap<String, ScopeConfig>,
-    pub access_token_seconds: i64,
-    pub default_audience: String,
-    /// SHA-256 over the canonical JSON of what decisions depend on; recorded with every issuance.
-    pub version: String,
-}
-
-impl Policy {
-    /// The policy a configuration defines.
-    pub fn from_config(config: &Config) -> Policy {
-        let scopes: BTreeMap<String, ScopeConfig> = config
-            .scopes
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
-        let default_audience = config
-            .default_audience
-            .clone()
-            .unwrap_or_else(|| config.issuer.clone());
-        let content = serde_json::json!({
-            "scopes": scopes.values().map(|s| serde_json::json!({"name": s.name, "default": s.default})).collect::<Vec<_>>(),
-            "access_token_seconds": config.tokens.access_token_seconds,
-            "default_audience": default_audience,
-        });
-        let version = hex::encode(Sha256::digest(projections::chain::canonical_json(&content)));
-        Policy {
-            scopes,
-            access_token_seconds: config.tokens.access_token_seconds,
-            default_audience,
-            version,
-        }
-    }
-}
-
-/// What a grant asks the pipeline to decide.
+/// What a grant asks the pipeline to decide, with every fact fetched beforehand.
 #[derive(Debug, Clone)]
 pub struct IssuanceRequest<'a> {
     pub client: &'a Client,
+    pub subject: &'a str,
+    pub subject_attributes: &'a Value,
     /// `None` when the request named no scope: the defaults apply.
     pub requested: Option<&'a [String]>,
     /// RFC 8707 `resource`.
     pub resource: Option<&'a str>,
     pub grant_type: &'a str,
+    pub user_present: bool,
+    pub auth: &'a AuthContext,
+    pub delegation: Option<&'a Delegation>,
+    pub authorization_details: &'a Value,
+    /// Consents this subject recorded for this client.
+    pub consents: &'a [Consent],
+    /// Scopes the user approved (and stepped up for) during this request.
+    pub approved_now: &'a [String],
+    /// Verdicts fetched from external decision points, by (authorizer, scope).
+    pub external: &'a BTreeMap<(String, String), Verdict>,
     pub now: UnixSeconds,
 }
 
-/// Why one requested scope was or was not issued.
+/// What became of one requested scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Issued,
+    Issued {
+        consent: ConsentSource,
+        expires_at: Option<UnixSeconds>,
+    },
     UnknownScope,
     NotAllowedForClient,
+    Denied {
+        reason: String,
+    },
+    DroppedNoConsent,
+    DroppedStepUp,
+    /// Waiting for the user: consent, step-up, or both.
+    AskUser {
+        consent: bool,
+        step_up: Option<StepUp>,
+    },
 }
 
-/// One line of the decision trail.
+/// One line of the decision trail: the concrete scope, the template it matched, each authorizer's
+/// verdict, their combination and the outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScopeTrail {
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub authorizers: Vec<AuthorizerVerdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub combined: Option<Verdict>,
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
-/// The decision: what the token carries, and why.
+/// A scope that will be in the token, with its own expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedScope {
+    pub scope: String,
+    pub expires_at: Option<UnixSeconds>,
+}
+
+/// The decision: what the token carries, what the user must still be asked, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    pub scopes: Vec<String>,
+    pub scopes: Vec<IssuedScope>,
     pub audience: Vec<String>,
     pub issued_at: UnixSeconds,
+    /// The minimum of the token lifetime and every issued scope's expiry.
     pub expires_at: UnixSeconds,
     pub trail: Vec<ScopeTrail>,
-    /// Whether the client asked for scopes explicitly (RFC 6749 §5.1: echo `scope` when it differs).
+    /// Whether the defaults were used because no scope was requested.
     pub defaulted: bool,
 }
 
-/// Decides a token for `request` under `policy`.
+impl Decision {
+    /// Names of the issued scopes, in request order.
+    pub fn scope_names(&self) -> Vec<String> {
+        self.scopes.iter().map(|s| s.scope.clone()).collect()
+    }
+
+    /// Scopes the user must be asked about before issuance.
+    pub fn pending(&self) -> impl Iterator<Item = &ScopeTrail> {
+        self.trail
+            .iter()
+            .filter(|t| matches!(t.outcome, Outcome::AskUser { .. }))
+    }
+}
+
+/// Decides a token for `request` under `policy`. Pure: the same inputs always give the same decision.
 pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision, OAuthError> {
+    let engine = &policy.engine;
     let client = &request.client.spec;
     let audience = match request.resource {
         Some(r) if client.resources.iter().any(|a| a == r) => vec![r.to_owned()],
@@ -106,161 +134,121 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
                 .unwrap_or_else(|| policy.default_audience.clone()),
         ],
     };
-    let allowed = |s: &str| client.scopes.iter().any(|c| c == s);
+    let allowed = |template: &str, scope: &str| client.scopes.iter().any(|c| c == template || c == scope);
     let candidates: Vec<String> = match request.requested {
         Some(r) => r.to_vec(),
-        None => policy
+        None => engine
             .scopes
-            .values()
-            .filter(|s| s.default && allowed(&s.name))
+            .iter()
+            .filter(|s| s.default && matches!(s.template, crate::policy::templates::Template::Static(_)))
+            .filter(|s| allowed(&s.name, &s.name))
             .map(|s| s.name.clone())
             .collect(),
     };
-    let trail: Vec<ScopeTrail> = candidates
-        .into_iter()
-        .map(|scope| {
-            let outcome = if !policy.scopes.contains_key(&scope) {
-                Outcome::UnknownScope
-            } else if !allowed(&scope) {
-                Outcome::NotAllowedForClient
-            } else {
-                Outcome::Issued
-            };
-            ScopeTrail { scope, outcome }
-        })
-        .collect();
-    let scopes: Vec<String> = trail
-        .iter()
-        .filter(|t| t.outcome == Outcome::Issued)
-        .map(|t| t.scope.clone())
-        .collect();
-    if scopes.is_empty() {
+    let ctx = Context {
+        client: request.client,
+        subject: request.subject,
+        subject_attributes: request.subject_attributes,
+        grant_type: request.grant_type,
+        user_present: request.user_present,
+        auth: request.auth,
+        delegation: request.delegation,
+        authorization_details: request.authorization_details,
+        now: request.now,
+        external: request.external,
+    };
+    let situation = Situation {
+        subject: request.subject,
+        client_id: &client.client_id,
+        user_present: request.user_present,
+        delegation: request.delegation,
+        consents: request.consents,
+        strict_consent: engine.strict_consent,
+        approved_now: request.approved_now,
+        now: request.now,
+    };
+
+    let mut trail = Vec::with_capacity(candidates.len());
+    let mut scopes = Vec::new();
+    for scope in candidates {
+        let Some((def, value)) = engine.find(&scope) else {
+            trail.push(ScopeTrail {
+                scope,
+                template: None,
+                authorizers: vec![],
+                combined: None,
+                outcome: Outcome::UnknownScope,
+            });
+            continue;
+        };
+        if !allowed(&def.name, &scope) {
+            trail.push(ScopeTrail {
+                scope,
+                template: Some(def.name.clone()),
+                authorizers: vec![],
+                combined: None,
+                outcome: Outcome::NotAllowedForClient,
+            });
+            continue;
+        }
+        let evaluation = engine.evaluate(def, &scope, value, &ctx);
+        let outcome = match &evaluation.combined {
+            Verdict::Deny { reason } => Outcome::Denied {
+                reason: reason.clone(),
+            },
+            Verdict::Allow => resolution_outcome(resolution::resolve(
+                &scope,
+                &Default::default(),
+                def.lifetime_seconds,
+                &situation,
+            )),
+            Verdict::Conditional { conditions } => resolution_outcome(resolution::resolve(
+                &scope,
+                conditions,
+                def.lifetime_seconds,
+                &situation,
+            )),
+        };
+        if let Outcome::Issued { expires_at, .. } = &outcome {
+            scopes.push(IssuedScope {
+                scope: scope.clone(),
+                expires_at: *expires_at,
+            });
+        }
+        trail.push(ScopeTrail {
+            scope,
+            template: Some(def.name.clone()),
+            authorizers: evaluation.verdicts,
+            combined: Some(evaluation.combined),
+            outcome,
+        });
+    }
+    let pending = trail.iter().any(|t| matches!(t.outcome, Outcome::AskUser { .. }));
+    if scopes.is_empty() && !pending {
         return Err(OAuthError::InvalidScope(
-            "none of the requested scopes can be granted to this client".into(),
+            "none of the requested scopes can be granted".into(),
         ));
     }
+    let lifetime_end = request.now + policy.access_token_seconds;
+    let expires_at = scopes
+        .iter()
+        .filter_map(|s| s.expires_at)
+        .fold(lifetime_end, i64::min);
     Ok(Decision {
         scopes,
         audience,
         issued_at: request.now,
-        expires_at: request.now + policy.access_token_seconds,
+        expires_at,
         trail,
         defaulted: request.requested.is_none(),
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use projections::event::ClientSpec;
-
-    fn policy() -> Policy {
-        let config: Config = Config::parse(
-            "t",
-            r#"
-            default_audience = "https://api"
-            [[scopes]]
-            name = "read"
-            default = true
-            [[scopes]]
-            name = "write"
-            [[scopes]]
-            name = "admin"
-            "#,
-        )
-        .unwrap();
-        Policy::from_config(&config)
-    }
-
-    fn client(scopes: &[&str], resources: &[&str]) -> Client {
-        Client {
-            spec: ClientSpec {
-                client_id: "c".into(),
-                name: "C".into(),
-                kind: Default::default(),
-                audience: Default::default(),
-                dynamically_registered: false,
-                redirect_uris: vec![],
-                grant_types: vec!["client_credentials".into()],
-                scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                token_endpoint_auth_method: "client_secret_basic".into(),
-                secret_hash: None,
-                jwks: None,
-                jwks_uri: None,
-                resources: resources.iter().map(|s| s.to_string()).collect(),
-                metadata: serde_json::Value::Null,
-            },
-            disabled: None,
-            registered_at: 0,
-            updated_at: 0,
-        }
-    }
-
-    fn decide_for(
-        c: &Client,
-        requested: Option<&[String]>,
-        resource: Option<&str>,
-    ) -> Result<Decision, OAuthError> {
-        decide(
-            &policy(),
-            &IssuanceRequest {
-                client: c,
-                requested,
-                resource,
-                grant_type: "client_credentials",
-                now: 1_000,
-            },
-        )
-    }
-
-    #[test]
-    fn requested_scopes_are_cut_to_what_the_client_may_have_with_a_trail() {
-        let c = client(&["read", "write"], &[]);
-        let req = ["read".to_owned(), "admin".to_owned(), "nope".to_owned()];
-        let d = decide_for(&c, Some(&req), None).unwrap();
-        assert_eq!(d.scopes, vec!["read"]);
-        assert_eq!(
-            d.trail.iter().map(|t| t.outcome.clone()).collect::<Vec<_>>(),
-            vec![
-                Outcome::Issued,
-                Outcome::NotAllowedForClient,
-                Outcome::UnknownScope
-            ]
-        );
-        assert_eq!((d.issued_at, d.expires_at), (1_000, 1_300));
-        assert_eq!(d.audience, vec!["https://api"]);
-    }
-
-    #[test]
-    fn no_scope_requested_means_the_defaults_the_client_may_have() {
-        let d = decide_for(&client(&["read", "write"], &[]), None, None).unwrap();
-        assert_eq!((d.scopes, d.defaulted), (vec!["read".to_owned()], true));
-        assert!(matches!(
-            decide_for(&client(&["write"], &[]), None, None),
-            Err(OAuthError::InvalidScope(_))
-        ));
-    }
-
-    #[test]
-    fn nothing_grantable_is_invalid_scope() {
-        let req = ["admin".to_owned()];
-        assert!(matches!(
-            decide_for(&client(&["read"], &[]), Some(&req), None),
-            Err(OAuthError::InvalidScope(_))
-        ));
-    }
-
-    #[test]
-    fn a_resource_must_be_registered_for_the_client() {
-        let c = client(&["read"], &["https://a", "https://b"]);
-        assert_eq!(
-            decide_for(&c, None, Some("https://b")).unwrap().audience,
-            vec!["https://b"]
-        );
-        assert_eq!(decide_for(&c, None, None).unwrap().audience, vec!["https://a"]);
-        assert!(matches!(
-            decide_for(&c, None, Some("https://x")),
-            Err(OAuthError::InvalidTarget(_))
-        ));
+fn resolution_outcome(r: Resolution) -> Outcome {
+    match r {
+        Resolution::Issued { consent, expires_at } => Outcome::Issued { consent, expires_at },
+        Resolution::AskUser { consent, step_up } => Outcome::AskUser { consent, step_up },
+        Resolution::DroppedNoConsent => Outcome::DroppedNoConsent,
+        Resolution::DroppedStepUp => Outcome::DroppedStepUp,
     }
 }

@@ -76,22 +76,39 @@ pub enum Verdict {
 impl Verdict {
     /// A denial with `reason`.
     pub fn deny(reason: impl Into<String>) -> Verdict {
-        Verdict::Deny { reason: reason.into() }
+        Verdict::Deny {
+            reason: reason.into(),
+        }
     }
 
     /// Allowed once the user consents.
     pub fn consent() -> Verdict {
-        Verdict::Conditional { conditions: Conditions { consent: true, ..Conditions::default() } }
+        Verdict::Conditional {
+            conditions: Conditions {
+                consent: true,
+                ..Conditions::default()
+            },
+        }
     }
 
     /// Allowed for at most `seconds`.
     pub fn ttl(seconds: i64) -> Verdict {
-        Verdict::Conditional { conditions: Conditions { ttl_seconds: Some(seconds), ..Conditions::default() } }
+        Verdict::Conditional {
+            conditions: Conditions {
+                ttl_seconds: Some(seconds),
+                ..Conditions::default()
+            },
+        }
     }
 
     /// Allowed after a step-up.
     pub fn step_up(step_up: StepUp) -> Verdict {
-        Verdict::Conditional { conditions: Conditions { step_up: Some(step_up), ..Conditions::default() } }
+        Verdict::Conditional {
+            conditions: Conditions {
+                step_up: Some(step_up),
+                ..Conditions::default()
+            },
+        }
     }
 }
 

@@ -2,3 +2,7 @@
 
 pub mod authorizer;
 pub mod authorizers;
+pub mod combine;
+pub mod engine;
+pub mod resolution;
+pub mod templates;

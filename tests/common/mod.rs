@@ -144,7 +144,8 @@ impl TestServer {
                 store.append(r).await.unwrap();
             }
         }
-        let app = Arc::new(consent_ledger::app::App::new(store, config));
+        let app = Arc::new(consent_ledger::app::App::new(store, config).unwrap());
+        app.publish_policy(&app.policy(), now).await.unwrap();
         app.keys.current(app.store.as_ref(), now).await.unwrap();
         let router = consent_ledger::http::router(app.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

@@ -1,0 +1,83 @@
+//! The policy in force: built once from the configuration, identified by a content hash, swapped whole
+//! on reload so a change applies to the next token issued and never to tokens already out.
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::policy::authorizers;
+use crate::policy::engine::{NamedAuthorizer, PolicyEngine, ScopeDef};
+use crate::policy::templates::Template;
+
+/// Scopes, authorizers and lifetimes, compiled.
+#[derive(Debug)]
+pub struct Policy {
+    pub engine: PolicyEngine,
+    pub access_token_seconds: i64,
+    pub default_audience: String,
+    /// SHA-256 (hex) of the canonical JSON in [`Policy::document`].
+    pub version: String,
+    /// What decisions depend on, as published in `PolicyPublished`.
+    pub document: serde_json::Value,
+}
+
+impl Policy {
+    /// Compiles the policy a configuration defines; `Err` names the key at fault.
+    pub fn from_config(config: &Config) -> Result<Policy, (String, String)> {
+        let mut named = Vec::with_capacity(config.authorizers.len());
+        for (i, a) in config.authorizers.iter().enumerate() {
+            let authorizer = authorizers::build(a).map_err(|e| (format!("authorizers[{i}]"), e))?;
+            named.push(NamedAuthorizer {
+                name: a.name.clone(),
+                type_name: a.kind.type_name(),
+                authorizer,
+            });
+        }
+        let mut scopes = Vec::with_capacity(config.scopes.len());
+        for (i, s) in config.scopes.iter().enumerate() {
+            let template = Template::parse(&s.name).map_err(|e| (format!("scopes[{i}].name"), e))?;
+            let mut assigned = Vec::with_capacity(s.authorizers.len());
+            for name in &s.authorizers {
+                let index = named.iter().position(|a| &a.name == name).ok_or_else(|| {
+                    (
+                        format!("scopes[{i}].authorizers"),
+                        format!("no authorizer is named {name:?}"),
+                    )
+                })?;
+                assigned.push(index);
+            }
+            scopes.push(ScopeDef {
+                name: s.name.clone(),
+                template,
+                description: s.description.clone(),
+                default: s.default,
+                lifetime_seconds: s.lifetime_seconds,
+                authorizers: assigned,
+            });
+        }
+        let default_audience = config
+            .default_audience
+            .clone()
+            .unwrap_or_else(|| config.issuer.clone());
+        let document = json!({
+            "scopes": config.scopes,
+            "authorizers": config.authorizers,
+            "strict_consent": config.policy.strict_consent,
+            "access_token_seconds": config.tokens.access_token_seconds,
+            "default_audience": default_audience,
+        });
+        let version = hex::encode(Sha256::digest(projections::chain::canonical_json(&document)));
+        Ok(Policy {
+            engine: PolicyEngine::new(scopes, named, config.policy.strict_consent),
+            access_token_seconds: config.tokens.access_token_seconds,
+            default_audience,
+            version,
+            document,
+        })
+    }
+
+    /// Names of the configured scopes and templates.
+    pub fn scope_names(&self) -> impl Iterator<Item = &str> {
+        self.engine.scopes.iter().map(|s| s.name.as_str())
+    }
+}

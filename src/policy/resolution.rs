@@ -1,0 +1,266 @@
+//! Resolving a scope's conditions into an outcome, per the issuance decision in DESIGN.md:
+//! who can consent, whether a step-up can happen, and how long the scope lives.
+
+use projections::consents::Consent;
+use projections::delegations::Delegation;
+use projections::event::UnixSeconds;
+use projections::queries;
+use serde::{Deserialize, Serialize};
+
+use super::authorizer::{Conditions, StepUp};
+
+/// Where the consent a scope needed came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum ConsentSource {
+    /// No authorizer asked for consent.
+    NotRequired,
+    /// The user approved it during this request.
+    UserNow,
+    /// The delegation this issuance continues holds the scope.
+    Delegation { delegation_id: String },
+    /// A standing consent recorded at this ledger position.
+    Ledger { position: u64 },
+    /// Consent was needed and none was found.
+    None,
+}
+
+/// What happens to a scope whose combined verdict was not a denial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Issued, living until `expires_at` (if the scope has its own limit).
+    Issued {
+        consent: ConsentSource,
+        expires_at: Option<UnixSeconds>,
+    },
+    /// The user is present and must be asked first (consent page, step-up page).
+    AskUser { consent: bool, step_up: Option<StepUp> },
+    /// Not issued: consent was needed and the user cannot be asked.
+    DroppedNoConsent,
+    /// Not issued: a step-up was needed and the user cannot be asked.
+    DroppedStepUp,
+}
+
+/// The facts resolution needs, fetched before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Situation<'a> {
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub user_present: bool,
+    /// The delegation this issuance continues (refresh, access-token exchange).
+    pub delegation: Option<&'a Delegation>,
+    /// Consents recorded by this subject for this client.
+    pub consents: &'a [Consent],
+    /// Never reuse ledger consent for a new delegation without the user.
+    pub strict_consent: bool,
+    /// Scopes the user approved during this request.
+    pub approved_now: &'a [String],
+    pub now: UnixSeconds,
+}
+
+/// Resolves `conditions` for `scope`; `lifetime_seconds` is the scope's configured default lifetime.
+pub fn resolve(
+    scope: &str,
+    conditions: &Conditions,
+    lifetime_seconds: Option<i64>,
+    s: &Situation<'_>,
+) -> Resolution {
+    let ttl = match (conditions.ttl_seconds, lifetime_seconds) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let mut expires_at = ttl.map(|t| s.now + t.max(0));
+    if let Some(step_up) = &conditions.step_up {
+        // A step-up is satisfied only by authenticating again now; the user must be there.
+        if !s.user_present {
+            return Resolution::DroppedStepUp;
+        }
+        if !s.approved_now.iter().any(|a| a == scope) {
+            return Resolution::AskUser {
+                consent: conditions.consent,
+                step_up: Some(step_up.clone()),
+            };
+        }
+    }
+    if !conditions.consent {
+        return Resolution::Issued {
+            consent: ConsentSource::NotRequired,
+            expires_at,
+        };
+    }
+    if s.approved_now.iter().any(|a| a == scope) {
+        return Resolution::Issued {
+            consent: ConsentSource::UserNow,
+            expires_at,
+        };
+    }
+    if s.user_present {
+        return Resolution::AskUser {
+            consent: true,
+            step_up: None,
+        };
+    }
+    if let Some(d) = s.delegation {
+        // The consent given when the delegation was created still stands, within the scope's own expiry.
+        return match d.scopes_at(s.now).find(|g| g.scope == scope) {
+            Some(g) => {
+                expires_at = match (expires_at, g.expires_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                Resolution::Issued {
+                    consent: ConsentSource::Delegation {
+                        delegation_id: d.delegation_id.clone(),
+                    },
+                    expires_at,
+                }
+            }
+            None => Resolution::DroppedNoConsent,
+        };
+    }
+    if s.strict_consent {
+        return Resolution::DroppedNoConsent;
+    }
+    match queries::standing_consent(s.consents, s.subject, s.client_id, scope, s.now) {
+        Some(c) => {
+            expires_at = match (expires_at, c.expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            Resolution::Issued {
+                consent: ConsentSource::Ledger { position: c.position },
+                expires_at,
+            }
+        }
+        None => Resolution::DroppedNoConsent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use projections::consents::Decision;
+
+    fn consent(scopes: &[&str], position: u64, expires_at: Option<i64>) -> Consent {
+        Consent {
+            consent_id: format!("k{position}"),
+            subject: "u".into(),
+            client_id: "c".into(),
+            decision: Decision::Granted,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            authorization_details: serde_json::Value::Null,
+            given_at: 0,
+            position,
+            expires_at,
+            revoked_at: None,
+        }
+    }
+
+    fn situation<'a>(consents: &'a [Consent]) -> Situation<'a> {
+        Situation {
+            subject: "u",
+            client_id: "c",
+            user_present: false,
+            delegation: None,
+            consents,
+            strict_consent: false,
+            approved_now: &[],
+            now: 100,
+        }
+    }
+
+    fn needs_consent() -> Conditions {
+        Conditions {
+            consent: true,
+            ..Conditions::default()
+        }
+    }
+
+    #[test]
+    fn absent_user_new_delegation_needs_a_standing_ledger_consent() {
+        let consents = [consent(&["read"], 7, Some(500))];
+        let s = situation(&consents);
+        assert_eq!(
+            resolve("read", &needs_consent(), None, &s),
+            Resolution::Issued {
+                consent: ConsentSource::Ledger { position: 7 },
+                expires_at: Some(500)
+            }
+        );
+        assert_eq!(
+            resolve("write", &needs_consent(), None, &s),
+            Resolution::DroppedNoConsent
+        );
+        let strict = Situation {
+            strict_consent: true,
+            ..s
+        };
+        assert_eq!(
+            resolve("read", &needs_consent(), None, &strict),
+            Resolution::DroppedNoConsent
+        );
+        let later = Situation { now: 600, ..s };
+        assert_eq!(
+            resolve("read", &needs_consent(), None, &later),
+            Resolution::DroppedNoConsent
+        );
+    }
+
+    #[test]
+    fn a_present_user_is_asked_and_an_absent_one_cannot_step_up() {
+        let s = Situation {
+            user_present: true,
+            ..situation(&[])
+        };
+        assert_eq!(
+            resolve("read", &needs_consent(), None, &s),
+            Resolution::AskUser {
+                consent: true,
+                step_up: None
+            }
+        );
+        let approved = ["read".to_owned()];
+        let s2 = Situation {
+            approved_now: &approved,
+            ..s
+        };
+        assert!(matches!(
+            resolve("read", &needs_consent(), None, &s2),
+            Resolution::Issued {
+                consent: ConsentSource::UserNow,
+                ..
+            }
+        ));
+        let step = Conditions {
+            step_up: Some(StepUp::default()),
+            ..Conditions::default()
+        };
+        assert_eq!(
+            resolve("read", &step, None, &situation(&[])),
+            Resolution::DroppedStepUp
+        );
+    }
+
+    #[test]
+    fn the_ttl_is_the_shortest_of_conditions_and_scope_lifetime() {
+        let c = Conditions {
+            ttl_seconds: Some(50),
+            ..Conditions::default()
+        };
+        assert_eq!(
+            resolve("read", &c, Some(30), &situation(&[])),
+            Resolution::Issued {
+                consent: ConsentSource::NotRequired,
+                expires_at: Some(130)
+            }
+        );
+        assert_eq!(
+            resolve("read", &Conditions::default(), None, &situation(&[])),
+            Resolution::Issued {
+                consent: ConsentSource::NotRequired,
+                expires_at: None
+            }
+        );
+    }
+}
