@@ -15,6 +15,9 @@ use serde_json::Value;
 
 pub use policy::Policy;
 
+#[cfg(test)]
+mod tests;
+
 use crate::oauth::OAuthError;
 use crate::policy::authorizer::{Context, StepUp, Verdict};
 use crate::policy::engine::AuthorizerVerdict;
