@@ -129,6 +129,16 @@ description = "Administer"
 impl TestServer {
     /// Starts a server over `db` configured with `toml` (issuer and key directory are filled in).
     pub async fn start(db: &TestDb, toml: &str) -> TestServer {
+        Self::start_with(db, toml, None).await
+    }
+
+    /// Starts a server configured from `file`, which a policy reload reads again.
+    pub async fn start_from_file(db: &TestDb, file: &std::path::Path) -> TestServer {
+        let toml = std::fs::read_to_string(file).unwrap();
+        Self::start_with(db, &toml, Some(file.to_owned())).await
+    }
+
+    async fn start_with(db: &TestDb, toml: &str, file: Option<std::path::PathBuf>) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let keys = tempfile::tempdir().unwrap();
@@ -144,7 +154,9 @@ impl TestServer {
                 store.append(r).await.unwrap();
             }
         }
-        let app = Arc::new(consent_ledger::app::App::new(store, config).unwrap());
+        let mut app = consent_ledger::app::App::new(store, config).unwrap();
+        app.config_file = file;
+        let app = Arc::new(app);
         app.publish_policy(&app.policy(), now).await.unwrap();
         app.keys.current(app.store.as_ref(), now).await.unwrap();
         let router = consent_ledger::http::router(app.clone());
