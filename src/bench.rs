@@ -27,6 +27,12 @@ pub enum BenchCommand {
         #[arg(long)]
         acks: bool,
     },
+    /// Decision time per token: 10 requested scopes, 3 authorizers each (built-in, then with one Rego).
+    Policy {
+        /// Decisions per variant.
+        #[arg(long, default_value_t = 20_000)]
+        decisions: u64,
+    },
     /// `client_credentials` over HTTP against an in-process server at several concurrencies.
     Tokens {
         /// Token requests per concurrency level.
@@ -51,6 +57,19 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
             store.close().await;
             if !acks {
                 println!("{} {report}", crate::cli::redact(url));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Policy { decisions } => {
+            for (label, rego) in [
+                ("built-in authorizers", false),
+                ("with one rego authorizer per scope", true),
+            ] {
+                let per = policy_decisions(decisions.max(1), rego)?;
+                println!(
+                    "policy, 10 scopes x 3 {label}: {:.1} µs per token decision",
+                    per.as_secs_f64() * 1e6
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -307,4 +326,91 @@ async fn append(
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
     })
+}
+
+/// Average time of one full issuance decision over 10 scopes with 3 authorizers each.
+fn policy_decisions(count: u64, with_rego: bool) -> Result<Duration, CliError> {
+    use crate::issuance::{IssuanceRequest, Policy, decide};
+    let third = if with_rego { "rego" } else { "fresh" };
+    let mut toml = String::from(
+        r#"
+[[authorizers]]
+name = "machines"
+type = "client"
+audiences = ["machine"]
+[[authorizers]]
+name = "team"
+type = "subject"
+require = [{ attribute = "groups", contains = "billing" }]
+[[authorizers]]
+name = "fresh"
+type = "authentication-freshness"
+full_ttl_seconds = 3600
+[[authorizers]]
+name = "rego"
+type = "rego"
+source = """
+package consent_ledger
+import rego.v1
+default decision := {"verdict": "deny", "reason": "not a machine"}
+decision := {"verdict": "allow"} if input.context.client.audience == "machine"
+"""
+"#,
+    );
+    for i in 0..10 {
+        toml.push_str(&format!(
+            "[[scopes]]\nname = \"s{i}\"\nauthorizers = [\"machines\", \"team\", \"{third}\"]\n"
+        ));
+    }
+    let config = crate::config::Config::parse("bench", &toml)?;
+    let policy = Policy::from_config(&config).map_err(|(k, p)| CliError::Usage(format!("{k}: {p}")))?;
+    let scopes: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    let client = projections::clients::Client {
+        spec: projections::event::ClientSpec {
+            client_id: "bench".into(),
+            name: "Bench".into(),
+            kind: projections::event::ClientKind::FirstParty,
+            audience: projections::event::ClientAudience::Machine,
+            dynamically_registered: false,
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials".into()],
+            scopes: scopes.clone(),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            secret_hash: None,
+            jwks: None,
+            jwks_uri: None,
+            resources: vec![],
+            metadata: serde_json::json!({"groups": ["billing"]}),
+        },
+        disabled: None,
+        registered_at: 0,
+        updated_at: 0,
+    };
+    let auth = projections::event::AuthContext::default();
+    let external = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    for _ in 0..count {
+        let decision = decide(
+            &policy,
+            &IssuanceRequest {
+                client: &client,
+                subject: "bench",
+                subject_attributes: &client.spec.metadata,
+                requested: Some(&scopes),
+                resource: None,
+                grant_type: "client_credentials",
+                user_present: false,
+                auth: &auth,
+                delegation: None,
+                authorization_details: &serde_json::Value::Null,
+                consents: &[],
+                approved_now: &[],
+                external: &external,
+                now: crate::app::now(),
+            },
+        )
+        .map_err(|e| CliError::Usage(format!("benchmark policy refused: {e}")))?;
+        std::hint::black_box(decision);
+    }
+    Ok(started.elapsed() / count as u32)
 }
