@@ -128,21 +128,10 @@ async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Resul
     };
     let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let secret = crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?;
+    let spec = machine_client(&client_id, vec!["messages:read".into()], serde_json::Value::Null);
     let spec = projections::event::ClientSpec {
-        client_id: client_id.clone(),
-        name: "Benchmark".into(),
-        kind: projections::event::ClientKind::FirstParty,
-        audience: projections::event::ClientAudience::Machine,
-        dynamically_registered: false,
-        redirect_uris: vec![],
-        grant_types: vec!["client_credentials".into()],
-        scopes: vec!["messages:read".into()],
-        token_endpoint_auth_method: "client_secret_basic".into(),
         secret_hash: Some(crate::clients::hash_secret(&secret)),
-        jwks: None,
-        jwks_uri: None,
-        resources: vec![],
-        metadata: serde_json::Value::Null,
+        ..spec
     };
     let now = crate::app::now();
     store.append(crate::clients::register(None, spec, now)?).await?;
@@ -366,22 +355,11 @@ decision := {"verdict": "allow"} if input.context.client.audience == "machine"
     let policy = Policy::from_config(&config).map_err(|(k, p)| CliError::Usage(format!("{k}: {p}")))?;
     let scopes: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
     let client = projections::clients::Client {
-        spec: projections::event::ClientSpec {
-            client_id: "bench".into(),
-            name: "Bench".into(),
-            kind: projections::event::ClientKind::FirstParty,
-            audience: projections::event::ClientAudience::Machine,
-            dynamically_registered: false,
-            redirect_uris: vec![],
-            grant_types: vec!["client_credentials".into()],
-            scopes: scopes.clone(),
-            token_endpoint_auth_method: "client_secret_basic".into(),
-            secret_hash: None,
-            jwks: None,
-            jwks_uri: None,
-            resources: vec![],
-            metadata: serde_json::json!({"groups": ["billing"]}),
-        },
+        spec: machine_client(
+            "bench",
+            scopes.clone(),
+            serde_json::json!({"groups": ["billing"]}),
+        ),
         disabled: None,
         registered_at: 0,
         updated_at: 0,
@@ -413,4 +391,28 @@ decision := {"verdict": "allow"} if input.context.client.audience == "machine"
         std::hint::black_box(decision);
     }
     Ok(started.elapsed() / count as u32)
+}
+
+/// A first-party machine client for the benchmarks.
+fn machine_client(
+    client_id: &str,
+    scopes: Vec<String>,
+    metadata: serde_json::Value,
+) -> projections::event::ClientSpec {
+    projections::event::ClientSpec {
+        client_id: client_id.into(),
+        name: "Benchmark".into(),
+        kind: projections::event::ClientKind::FirstParty,
+        audience: projections::event::ClientAudience::Machine,
+        dynamically_registered: false,
+        redirect_uris: vec![],
+        grant_types: vec!["client_credentials".into()],
+        scopes,
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        secret_hash: None,
+        jwks: None,
+        jwks_uri: None,
+        resources: vec![],
+        metadata,
+    }
 }

@@ -58,6 +58,11 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
             spec.token_endpoint_auth_method
         ));
     }
+    if spec.jwks_uri.is_some() {
+        return invalid(
+            "jwks_uri is not fetched by this server yet; register the keys inline as jwks".into(),
+        );
+    }
     if spec.token_endpoint_auth_method == "private_key_jwt" && spec.jwks.is_none() {
         return invalid("private_key_jwt needs jwks".into());
     }

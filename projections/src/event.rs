@@ -121,7 +121,8 @@ pub struct ClientSpec {
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`.
+    /// `client_secret_basic` (the default), `client_secret_post`, `private_key_jwt` or `none`.
+    #[serde(default = "client_secret_basic")]
     pub token_endpoint_auth_method: String,
     /// SHA-256 of the generated secret, hex; never the secret itself.
     #[serde(default)]
@@ -135,6 +136,10 @@ pub struct ClientSpec {
     pub resources: Vec<String>,
     #[serde(default)]
     pub metadata: Value,
+}
+
+fn client_secret_basic() -> String {
+    "client_secret_basic".into()
 }
 
 /// A client was registered.

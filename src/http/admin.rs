@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use projections::clients::Client;
-use projections::event::{ClientAudience, ClientKind, ClientSpec};
+use projections::event::ClientSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,59 +95,6 @@ fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AdminError> {
     }
 }
 
-/// A client as the admin API accepts it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientInput {
-    pub client_id: String,
-    pub name: String,
-    #[serde(default)]
-    pub kind: ClientKind,
-    #[serde(default)]
-    pub audience: ClientAudience,
-    #[serde(default)]
-    pub dynamically_registered: bool,
-    #[serde(default)]
-    pub redirect_uris: Vec<String>,
-    #[serde(default)]
-    pub grant_types: Vec<String>,
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default = "basic")]
-    pub token_endpoint_auth_method: String,
-    #[serde(default)]
-    pub jwks: Option<Value>,
-    #[serde(default)]
-    pub resources: Vec<String>,
-    #[serde(default)]
-    pub metadata: Value,
-}
-
-fn basic() -> String {
-    "client_secret_basic".into()
-}
-
-impl ClientInput {
-    fn into_spec(self, secret_hash: Option<String>) -> ClientSpec {
-        ClientSpec {
-            client_id: self.client_id,
-            name: self.name,
-            kind: self.kind,
-            audience: self.audience,
-            dynamically_registered: self.dynamically_registered,
-            redirect_uris: self.redirect_uris,
-            grant_types: self.grant_types,
-            scopes: self.scopes,
-            token_endpoint_auth_method: self.token_endpoint_auth_method,
-            secret_hash,
-            jwks: self.jwks,
-            jwks_uri: None,
-            resources: self.resources,
-            metadata: self.metadata,
-        }
-    }
-}
-
 /// A client as the admin API shows it: everything but the secret hash.
 fn view(c: &Client) -> Value {
     let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
@@ -161,11 +108,11 @@ fn view(c: &Client) -> Value {
 pub async fn create(
     State(app): State<AppRef>,
     headers: HeaderMap,
-    Json(input): Json<ClientInput>,
+    Json(mut spec): Json<ClientSpec>,
 ) -> Result<Response, AdminError> {
     authorize(&app, &headers)?;
-    let existing: Option<Client> = store::get(app.store.as_ref(), &input.client_id).await?;
-    let secret = if input.token_endpoint_auth_method.starts_with("client_secret") {
+    let existing: Option<Client> = store::get(app.store.as_ref(), &spec.client_id).await?;
+    let secret = if spec.token_endpoint_auth_method.starts_with("client_secret") {
         Some(
             clients::generate_secret()
                 .map_err(|_| AdminError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()))?,
@@ -173,7 +120,8 @@ pub async fn create(
     } else {
         None
     };
-    let spec = input.into_spec(secret.as_deref().map(clients::hash_secret));
+    // Whatever hash the body carried, the only secret is the one generated here.
+    spec.secret_hash = secret.as_deref().map(clients::hash_secret);
     let client_id = spec.client_id.clone();
     app.store
         .append(clients::register(existing.as_ref(), spec, now())?)
@@ -219,23 +167,19 @@ pub async fn update(
     State(app): State<AppRef>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(input): Json<ClientInput>,
+    Json(mut spec): Json<ClientSpec>,
 ) -> Result<Json<Value>, AdminError> {
     authorize(&app, &headers)?;
-    if input.client_id != id {
+    if spec.client_id != id {
         return Err(AdminError(
             StatusCode::BAD_REQUEST,
             "client_id in the body differs from the path".into(),
         ));
     }
     let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
-    let secret_hash = existing.as_ref().and_then(|c| c.spec.secret_hash.clone());
+    spec.secret_hash = existing.as_ref().and_then(|c| c.spec.secret_hash.clone());
     app.store
-        .append(clients::update(
-            existing.as_ref(),
-            input.into_spec(secret_hash),
-            now(),
-        )?)
+        .append(clients::update(existing.as_ref(), spec, now())?)
         .await?;
     get(State(app), headers, Path(id)).await
 }
