@@ -181,22 +181,40 @@ decision := {"verdict": "conditional", "conditions": {"consent": true, "ttl_seco
     fn the_shipped_example_policies_compile_and_decide() {
         let load = |name: &str| {
             let file = format!("{}/examples/policies/{name}", env!("CARGO_MANIFEST_DIR"));
-            Rego::build(&RegoConfig { source: None, file: Some(file), rule: default_rule() }).unwrap()
+            Rego::build(&RegoConfig {
+                source: None,
+                file: Some(file),
+                rule: default_rule(),
+            })
+            .unwrap()
         };
         let first = load("first_party_only.rego");
-        assert_eq!(first.evaluate(&of_kind(ClientKind::FirstParty).ctx(), &static_scope("read")), Verdict::Allow);
-        assert!(matches!(first.evaluate(&of_kind(ClientKind::ThirdParty).ctx(), &static_scope("read")), Verdict::Deny { .. }));
+        assert_eq!(
+            first.evaluate(&of_kind(ClientKind::FirstParty).ctx(), &static_scope("read")),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            first.evaluate(&of_kind(ClientKind::ThirdParty).ctx(), &static_scope("read")),
+            Verdict::Deny { .. }
+        ));
 
         let admin = load("admin_scopes.rego");
         let human = Fixture::default();
-        assert_eq!(admin.evaluate(&human.ctx(), &static_scope("read")), Verdict::Allow);
-        let Verdict::Conditional { conditions } = admin.evaluate(&human.ctx(), &static_scope("admin.users")) else {
+        assert_eq!(
+            admin.evaluate(&human.ctx(), &static_scope("read")),
+            Verdict::Allow
+        );
+        let Verdict::Conditional { conditions } = admin.evaluate(&human.ctx(), &static_scope("admin.users"))
+        else {
             panic!("admin scopes are conditional for people")
         };
         assert!(conditions.consent && conditions.ttl_seconds == Some(900) && conditions.step_up.is_some());
         let mut machine = Fixture::default();
         machine.client.spec.audience = projections::event::ClientAudience::Machine;
-        assert!(matches!(admin.evaluate(&machine.ctx(), &static_scope("admin.users")), Verdict::Deny { .. }));
+        assert!(matches!(
+            admin.evaluate(&machine.ctx(), &static_scope("admin.users")),
+            Verdict::Deny { .. }
+        ));
     }
 
     #[test]
