@@ -28,6 +28,8 @@ pub struct App {
     policy: RwLock<Arc<Policy>>,
     pub keys: KeyRing,
     pub endpoints: Endpoints,
+    /// For outgoing calls (external decision points); one client, so connections are pooled.
+    pub http: reqwest::Client,
 }
 
 /// Why a policy could not be loaded or published.
@@ -61,6 +63,16 @@ impl App {
             config.signing_alg,
             config.tokens.access_token_seconds,
         );
+        // Redirects are not followed: a decision point that answers elsewhere is misconfigured, and a 3xx
+        // denies like any other non-2xx. Built rather than `Client::new()`, which panics on failure.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| crate::config::ConfigError {
+                file: "configuration".into(),
+                key: "-".into(),
+                problem: format!("cannot set up the HTTP client: {e}"),
+            })?;
         Ok(App {
             store,
             config_file: None,
@@ -73,6 +85,7 @@ impl App {
                 jwks: format!("{issuer}/jwks"),
             },
             config,
+            http,
         })
     }
 

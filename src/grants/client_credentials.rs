@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use projections::clients::Client;
 use projections::consents::Consent;
 use projections::event::AuthContext;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{GrantType, TokenResponse, issue_access_token};
 use crate::app::{App, now};
 use crate::issuance::{self, IssuanceRequest};
 use crate::oauth::form::Form;
 use crate::oauth::{OAuthError, scope};
+use crate::policy::external;
 use crate::store::{self, RowFilter};
 
 /// Issues an access token whose subject is the client itself.
@@ -42,6 +43,21 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
     .await?;
     let policy = app.policy();
     let now = now();
+    // Ask external decision points first, only when the policy has any, so the common path pays nothing.
+    let fetched = if policy.http_authorizers.is_empty() {
+        BTreeMap::new()
+    } else {
+        let scopes = external::scopes_to_prefetch(&policy, &client.spec, requested.as_deref());
+        let ctx_json = json!({
+            "client_id": client.spec.client_id,
+            "client_kind": client.spec.kind,
+            "grant_type": GrantType::ClientCredentials.name(),
+            "user_present": false,
+            "subject": subject,
+            "now": now,
+        });
+        external::prefetch(&app.http, &policy, &ctx_json, subject, &scopes).await
+    };
     let decision = issuance::decide(
         &policy,
         &IssuanceRequest {
@@ -57,7 +73,7 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
             authorization_details: &authorization_details,
             consents: &consents,
             approved_now: &[],
-            external: &BTreeMap::new(),
+            external: &fetched,
             now,
         },
     )?;

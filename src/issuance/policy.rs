@@ -1,6 +1,8 @@
 //! The policy in force: built once from the configuration, identified by a content hash, swapped whole
 //! on reload so a change applies to the next token issued and never to tokens already out.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -19,14 +21,27 @@ pub struct Policy {
     pub version: String,
     /// What decisions depend on, as published in `PolicyPublished`.
     pub document: serde_json::Value,
+    /// The options of every `http` authorizer, by name: what the grants must ask before deciding. Empty
+    /// when there is none, so the common path asks nothing.
+    pub http_authorizers: BTreeMap<String, crate::policy::authorizers::http::HttpConfig>,
 }
 
 impl Policy {
     /// Compiles the policy a configuration defines; `Err` names the key at fault.
     pub fn from_config(config: &Config) -> Result<Policy, (String, String)> {
         let mut named = Vec::with_capacity(config.authorizers.len());
+        let mut http_authorizers = BTreeMap::new();
         for (i, a) in config.authorizers.iter().enumerate() {
+            if config.authorizers[..i].iter().any(|b| b.name == a.name) {
+                return Err((
+                    format!("authorizers[{i}].name"),
+                    format!("{:?} is defined twice", a.name),
+                ));
+            }
             let authorizer = authorizers::build(a).map_err(|e| (format!("authorizers[{i}]"), e))?;
+            if let authorizers::AuthorizerKind::Http(c) = &a.kind {
+                http_authorizers.insert(a.name.clone(), c.clone());
+            }
             named.push(NamedAuthorizer {
                 name: a.name.clone(),
                 type_name: a.kind.type_name(),
@@ -73,6 +88,7 @@ impl Policy {
             default_audience,
             version,
             document,
+            http_authorizers,
         })
     }
 

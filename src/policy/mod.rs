@@ -4,5 +4,6 @@ pub mod authorizer;
 pub mod authorizers;
 pub mod combine;
 pub mod engine;
+pub mod external;
 pub mod resolution;
 pub mod templates;

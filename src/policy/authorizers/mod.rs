@@ -11,6 +11,7 @@ pub mod authorization_details;
 pub mod client;
 pub mod consent;
 pub mod freshness;
+pub mod http;
 pub mod rego;
 pub mod resource_owner;
 pub mod subject;
@@ -65,6 +66,8 @@ pub enum AuthorizerKind {
     AuthorizationDetails(authorization_details::AuthorizationDetailsConfig),
     /// A Rego policy evaluated in-process.
     Rego(rego::RegoConfig),
+    /// An external policy decision point (OpenID AuthZEN), asked before the decision.
+    Http(http::HttpConfig),
 }
 
 impl AuthorizerKind {
@@ -81,6 +84,7 @@ impl AuthorizerKind {
             AuthorizerKind::ResourceOwner(_) => "resource-owner",
             AuthorizerKind::AuthorizationDetails(_) => "authorization-details",
             AuthorizerKind::Rego(_) => "rego",
+            AuthorizerKind::Http(_) => "http",
         }
     }
 }
@@ -106,6 +110,7 @@ pub fn build(config: &AuthorizerConfig) -> Result<Box<dyn Authorize>, String> {
             boxed(authorization_details::AuthorizationDetailsAuthorizer::new(c))
         }
         AuthorizerKind::Rego(c) => boxed(rego::Rego::build(c)),
+        AuthorizerKind::Http(c) => boxed(http::HttpAuthorizer::new(&config.name, c)),
     }
 }
 
@@ -232,6 +237,12 @@ mod tests {
         consent_up_to = 1000.5
         step_up_up_to = 10000
         step_up_acr = "hwk"
+
+        [[authorizers]]
+        name = "pdp"
+        type = "http"
+        url = "https://pdp.example/access/v1/evaluation"
+        timeout_ms = 250
     "#;
 
     fn parse(toml_text: &str) -> Vec<AuthorizerConfig> {
@@ -266,9 +277,10 @@ mod tests {
                 "acr",
                 "resource-owner",
                 "authorization-details",
+                "http",
             ]
         );
-        assert_eq!(built.len(), 9);
+        assert_eq!(built.len(), 10);
         assert_eq!(configs[0].name, "open");
         assert_eq!(
             configs[1].kind,
