@@ -243,6 +243,11 @@ mod tests {
         type = "http"
         url = "https://pdp.example/access/v1/evaluation"
         timeout_ms = 250
+    
+        [[authorizers]]
+        name = "policy"
+        type = "rego"
+        file = "examples/policies/first_party_only.rego"
     "#;
 
     fn parse(toml_text: &str) -> Vec<AuthorizerConfig> {
@@ -278,9 +283,10 @@ mod tests {
                 "resource-owner",
                 "authorization-details",
                 "http",
+                "rego",
             ]
         );
-        assert_eq!(built.len(), 10);
+        assert_eq!(built.len(), 11);
         assert_eq!(configs[0].name, "open");
         assert_eq!(
             configs[1].kind,
