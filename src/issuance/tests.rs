@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use projections::clients::Client;
 use projections::consents::{Consent, Decision as ConsentDecision};
 use projections::delegations::Delegation;
-use projections::event::{AuthContext, ClientAudience, ClientKind, ClientSpec, GrantedScope};
+use projections::event::{AuthContext, ClientKind, GrantedScope};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -23,27 +23,11 @@ fn policy(toml: &str) -> Policy {
 }
 
 fn client(kind: ClientKind, scopes: &[&str]) -> Client {
-    Client {
-        spec: ClientSpec {
-            client_id: "app".into(),
-            name: "App".into(),
-            kind,
-            audience: ClientAudience::Human,
-            dynamically_registered: false,
-            redirect_uris: vec![],
-            grant_types: vec!["client_credentials".into()],
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            token_endpoint_auth_method: "client_secret_basic".into(),
-            secret_hash: None,
-            jwks: None,
-            jwks_uri: None,
-            resources: vec![],
-            metadata: Value::Null,
-        },
-        disabled: None,
-        registered_at: 0,
-        updated_at: 0,
-    }
+    let mut c = crate::policy::authorizers::testing::client("app");
+    c.spec.kind = kind;
+    c.spec.grant_types = vec!["client_credentials".into()];
+    c.spec.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    c
 }
 
 /// The owned facts of one request, borrowed into an [`IssuanceRequest`].
