@@ -167,7 +167,7 @@ impl Writer {
                         let message = e.to_string();
                         for reply in replies {
                             let _ = reply.send(Err(AppendError::Store(StoreError::Open(format!(
-                                "group commit failed, nothing was written: {message}"
+                                "group commit failed (retry with an idempotency key): {message}"
                             )))));
                         }
                     }
