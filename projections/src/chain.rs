@@ -70,38 +70,45 @@ pub fn parse_hash(hex_text: &str) -> Option<[u8; 32]> {
 /// Sorting is done here rather than trusting `serde_json::Map`'s order, which changes to insertion order
 /// when any crate in the build enables serde_json's `preserve_order` feature.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(256);
     write_canonical(value, &mut out);
-    out
+    // Only serde_json's own output and ASCII punctuation were written: always UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    // Leaves and keys go through serde_json's writer, not `Display`: this runs for every appended event
+    // on the writer's critical path, and the formatting machinery costs several times more.
+    fn leaf<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+        // Writing a string, number, bool or null into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                leaf(k.as_str(), out);
+                out.push(b':');
                 write_canonical(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        leaf => out.push_str(&leaf.to_string()),
+        other => leaf(other, out),
     }
 }
 
