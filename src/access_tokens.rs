@@ -52,7 +52,7 @@ pub async fn find(
     let Ok(decoding) = DecodingKey::from_jwk(&jwk) else {
         return Ok(None);
     };
-    let mut validation = Validation::new(alg_of(alg));
+    let mut validation = Validation::new(alg.jwt());
     validation.set_issuer(&[issuer]);
     validation.validate_aud = false;
     validation.validate_exp = false;
@@ -77,12 +77,4 @@ pub async fn find(
         client,
         active,
     }))
-}
-
-fn alg_of(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    match alg {
-        Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-        Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-    }
 }

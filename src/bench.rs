@@ -94,8 +94,12 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
 
 impl Report {
     fn as_tokens(&self) -> String {
+        self.line("tokens", "tokens/s")
+    }
+
+    fn line(&self, what: &str, rate: &str) -> String {
         format!(
-            "{} tokens in {:.2}s: {:.0} tokens/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{} {what} in {:.2}s: {:.0} {rate}, p50 {:.2} ms, p99 {:.2} ms",
             self.count,
             self.elapsed.as_secs_f64(),
             self.count as f64 / self.elapsed.as_secs_f64(),
@@ -220,15 +224,7 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} appends in {:.2}s: {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms",
-            self.count,
-            self.elapsed.as_secs_f64(),
-            self.count as f64 / self.elapsed.as_secs_f64(),
-            self.p50.as_secs_f64() * 1e3,
-            self.p99.as_secs_f64() * 1e3
-        )
+        f.write_str(&self.line("appends", "events/s"))
     }
 }
 

@@ -5,29 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use common::TestDb;
+use common::{TestDb, issued};
 use consent_ledger::store::{AppendRequest, ExpectedVersion};
-use projections::Event;
-use projections::event::{TokenIssued, TokenKind, V1};
-
-fn issued(jti: &str) -> Event {
-    Event::TokenIssued(TokenIssued {
-        v: V1,
-        jti: jti.into(),
-        kind: TokenKind::Access,
-        client_id: "c1".into(),
-        subject: "c1".into(),
-        delegation_id: None,
-        scopes: vec!["read".into()],
-        audience: vec![],
-        kid: "k1".into(),
-        grant_type: "client_credentials".into(),
-        issued_at: 100,
-        expires_at: 400,
-        decision_trail: serde_json::json!([]),
-        policy_version: None,
-    })
-}
 
 /// Runs the binary against `db`; returns exit code and stdout.
 fn cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {

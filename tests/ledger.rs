@@ -5,34 +5,15 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::TestDb;
+use common::{TestDb, issued};
 use consent_ledger::audit::{replay, verify};
 use consent_ledger::store::{self, AppendError, AppendRequest, ExpectedVersion};
 use futures_util::StreamExt;
-use projections::event::{ClientDisabled, TokenIssued, TokenKind, TokenRevoked, V1};
+use projections::event::{ClientDisabled, TokenRevoked, V1};
 use projections::testing::{events, stream_of};
 use projections::tokens::Token;
 use projections::{Event, Metadata};
 use proptest::prelude::*;
-
-fn issued(jti: &str) -> Event {
-    Event::TokenIssued(TokenIssued {
-        v: V1,
-        jti: jti.into(),
-        kind: TokenKind::Access,
-        client_id: "c1".into(),
-        subject: "c1".into(),
-        delegation_id: None,
-        scopes: vec!["read".into()],
-        audience: vec!["api".into()],
-        kid: "k1".into(),
-        grant_type: "client_credentials".into(),
-        issued_at: 100,
-        expires_at: 400,
-        decision_trail: serde_json::json!([]),
-        policy_version: Some("p1".into()),
-    })
-}
 
 fn revoked(jti: &str) -> Event {
     Event::TokenRevoked(TokenRevoked {

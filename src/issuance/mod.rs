@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use projections::clients::Client;
 use projections::consents::Consent;
 use projections::delegations::Delegation;
-use projections::event::{AuthContext, UnixSeconds};
+use projections::event::{AuthContext, ClientSpec, UnixSeconds};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -118,6 +118,26 @@ impl Decision {
     }
 }
 
+/// Whether `client` may ask for `scope`, which matched the configured `template`.
+pub fn client_may_request(client: &ClientSpec, template: &str, scope: &str) -> bool {
+    client.scopes.iter().any(|c| c == template || c == scope)
+}
+
+/// The scopes a request is decided for: those it names, or the static defaults the client may have.
+pub fn candidates(policy: &Policy, client: &ClientSpec, requested: Option<&[String]>) -> Vec<String> {
+    match requested {
+        Some(r) => r.to_vec(),
+        None => policy
+            .engine
+            .scopes
+            .iter()
+            .filter(|s| s.default && matches!(s.template, crate::policy::templates::Template::Static(_)))
+            .filter(|s| client_may_request(client, &s.name, &s.name))
+            .map(|s| s.name.clone())
+            .collect(),
+    }
+}
+
 /// Decides a token for `request` under `policy`. Pure: the same inputs always give the same decision.
 pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision, OAuthError> {
     let engine = &policy.engine;
@@ -137,17 +157,8 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
                 .unwrap_or_else(|| policy.default_audience.clone()),
         ],
     };
-    let allowed = |template: &str, scope: &str| client.scopes.iter().any(|c| c == template || c == scope);
-    let candidates: Vec<String> = match request.requested {
-        Some(r) => r.to_vec(),
-        None => engine
-            .scopes
-            .iter()
-            .filter(|s| s.default && matches!(s.template, crate::policy::templates::Template::Static(_)))
-            .filter(|s| allowed(&s.name, &s.name))
-            .map(|s| s.name.clone())
-            .collect(),
-    };
+    let allowed = |template: &str, scope: &str| client_may_request(client, template, scope);
+    let candidates = candidates(policy, client, request.requested);
     let ctx = Context {
         client: request.client,
         subject: request.subject,

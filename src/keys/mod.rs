@@ -35,7 +35,8 @@ impl Algorithm {
         }
     }
 
-    fn jwt(self) -> jsonwebtoken::Algorithm {
+    /// The `jsonwebtoken` algorithm.
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
         match self {
             Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
             Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,

@@ -12,10 +12,9 @@ use std::time::Duration;
 use projections::event::ClientSpec;
 use serde_json::{Value, json};
 
-use crate::issuance::Policy;
+use crate::issuance::{self, Policy};
 use crate::policy::authorizer::{Conditions, Verdict};
 use crate::policy::authorizers::http::HttpConfig;
-use crate::policy::templates::Template;
 
 /// The largest answer read; a decision is a few hundred bytes, and a PDP gone wrong must not fill memory.
 const RESPONSE_BYTES_MAX: usize = 64 * 1024;
@@ -27,30 +26,17 @@ const REASON_CHARS_MAX: usize = 500;
 const DEFAULT_DENIAL: &str = "the decision point denied";
 
 /// The scopes the decision will evaluate for `client`: those requested, or the defaults when none were,
-/// keeping only those the client may have. Mirrors the candidates of [`crate::issuance::decide`], so that
-/// a PDP is asked about exactly what will be decided and never about a scope the client cannot get.
+/// keeping only those the client may have: the candidates [`crate::issuance::decide`] uses, so a PDP is
+/// asked about exactly what will be decided and never about a scope the client cannot get.
 pub fn scopes_to_prefetch(policy: &Policy, client: &ClientSpec, requested: Option<&[String]>) -> Vec<String> {
-    let allowed = |template: &str, scope: &str| client.scopes.iter().any(|c| c == template || c == scope);
-    match requested {
-        Some(r) => r
-            .iter()
-            .filter(|scope| {
-                policy
-                    .engine
-                    .find(scope)
-                    .is_some_and(|(def, _)| allowed(&def.name, scope))
-            })
-            .cloned()
-            .collect(),
-        None => policy
+    let mut scopes = issuance::candidates(policy, client, requested);
+    scopes.retain(|scope| {
+        policy
             .engine
-            .scopes
-            .iter()
-            .filter(|s| s.default && matches!(s.template, Template::Static(_)))
-            .filter(|s| allowed(&s.name, &s.name))
-            .map(|s| s.name.clone())
-            .collect(),
-    }
+            .find(scope)
+            .is_some_and(|(def, _)| issuance::client_may_request(client, &def.name, scope))
+    });
+    scopes
 }
 
 /// Asks every `http` authorizer assigned to each of `scopes` for its verdict, concurrently, and returns

@@ -260,6 +260,20 @@ pub struct RowFilter<'a> {
     pub delegation_id: Option<&'a str>,
 }
 
+/// Refuses table names that are not projection tables: table names are the only SQL built from text.
+fn table_name(table: &str) -> Result<&'static str, StoreError> {
+    projections::TABLES
+        .iter()
+        .copied()
+        .find(|t| *t == table)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown projection table {table}")))
+}
+
+/// A stored position or version: both databases keep them as signed 64-bit integers, never negative.
+fn position(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
 /// Reads one typed projection row.
 pub async fn get<P: Projection>(store: &dyn EventStore, id: &str) -> Result<Option<P>, StoreError> {
     store

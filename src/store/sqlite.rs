@@ -20,7 +20,7 @@ use super::migrations::{self, Dialect};
 use super::writer::{Backend, LedgerTx, Writer};
 use super::{
     AppendError, AppendRequest, AppendResult, EventStore, Head, READ_LIMIT_MAX, RowFilter, StoreError,
-    StoredEvent, StoredRow,
+    StoredEvent, StoredRow, position, table_name,
 };
 
 /// The ledger in a SQLite file.
@@ -34,19 +34,6 @@ struct SqliteBackend {
 }
 
 struct SqliteTx(Transaction<'static, Sqlite>);
-
-/// Refuses table names that are not projection tables: table names are the only SQL built from text.
-fn table_name(table: &str) -> Result<&'static str, StoreError> {
-    TABLES
-        .iter()
-        .copied()
-        .find(|t| *t == table)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown projection table {table}")))
-}
-
-fn position(v: i64) -> u64 {
-    v.max(0) as u64
-}
 
 fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {

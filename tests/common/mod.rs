@@ -217,3 +217,23 @@ impl TestServer {
             .unwrap()
     }
 }
+
+/// A client-credentials `TokenIssued` for `jti`, as the store tests append it.
+pub fn issued(jti: &str) -> projections::Event {
+    projections::Event::TokenIssued(projections::event::TokenIssued {
+        v: projections::event::V1,
+        jti: jti.into(),
+        kind: projections::event::TokenKind::Access,
+        client_id: "c1".into(),
+        subject: "c1".into(),
+        delegation_id: None,
+        scopes: vec!["read".into()],
+        audience: vec!["api".into()],
+        kid: "k1".into(),
+        grant_type: "client_credentials".into(),
+        issued_at: 100,
+        expires_at: 400,
+        decision_trail: serde_json::json!([]),
+        policy_version: Some("p1".into()),
+    })
+}
