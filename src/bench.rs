@@ -410,5 +410,7 @@ fn machine_client(
         jwks_uri: None,
         resources: vec![],
         metadata,
+        require_pushed_authorization_requests: false,
+        refresh_reuse_grace_seconds: 0,
     }
 }

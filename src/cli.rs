@@ -216,6 +216,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 jwks_uri: None,
                 resources,
                 metadata: serde_json::Value::Null,
+                require_pushed_authorization_requests: false,
+                refresh_reuse_grace_seconds: 0,
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
             store

@@ -154,6 +154,8 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         jwks_uri: None,
         resources: c.resources.clone(),
         metadata: serde_json::Value::Null,
+        require_pushed_authorization_requests: c.require_pushed_authorization_requests,
+        refresh_reuse_grace_seconds: c.refresh_reuse_grace_seconds,
     }
 }
 

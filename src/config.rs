@@ -13,7 +13,7 @@ use crate::policy::authorizers::AuthorizerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "consent-ledger.toml";
 
 /// Grant types this server implements at the token endpoint.
-pub const SUPPORTED_GRANT_TYPES: &[&str] = &["client_credentials"];
+pub const SUPPORTED_GRANT_TYPES: &[&str] = &["client_credentials", "authorization_code", "refresh_token", "implicit"];
 
 /// Client authentication methods this server implements.
 pub const SUPPORTED_AUTH_METHODS: &[&str] = &[
@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(default)]
     pub tokens: TokenLifetimes,
     #[serde(default)]
+    pub login: LoginSettings,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub scopes: Vec<ScopeConfig>,
@@ -74,14 +76,69 @@ pub struct PolicySettings {
 pub struct TokenLifetimes {
     #[serde(default = "default_access_lifetime")]
     pub access_token_seconds: i64,
+    /// How long a refresh token lives; each rotation starts a new one of this length.
+    #[serde(default = "default_refresh_lifetime")]
+    pub refresh_token_seconds: i64,
+    #[serde(default = "default_id_token_lifetime")]
+    pub id_token_seconds: i64,
 }
 
 impl Default for TokenLifetimes {
     fn default() -> Self {
         TokenLifetimes {
             access_token_seconds: default_access_lifetime(),
+            refresh_token_seconds: default_refresh_lifetime(),
+            id_token_seconds: default_id_token_lifetime(),
         }
     }
+}
+
+fn default_refresh_lifetime() -> i64 {
+    30 * 24 * 3600
+}
+fn default_id_token_lifetime() -> i64 {
+    300
+}
+
+/// The interactive side: login sessions, their limits, and what `/authorize` demands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSettings {
+    /// How long a login session lasts without signing in again.
+    #[serde(default = "default_session_seconds")]
+    pub session_seconds: i64,
+    /// Require PKCE from every client (public clients always need it).
+    #[serde(default = "default_true")]
+    pub require_pkce: bool,
+    /// Failed sign-ins allowed per username, and per client IP, within `lockout_window_seconds`.
+    #[serde(default = "default_attempts")]
+    pub failed_attempts_max: u32,
+    #[serde(default = "default_lockout_window")]
+    pub lockout_window_seconds: i64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            session_seconds: default_session_seconds(),
+            require_pkce: true,
+            failed_attempts_max: default_attempts(),
+            lockout_window_seconds: default_lockout_window(),
+        }
+    }
+}
+
+fn default_session_seconds() -> i64 {
+    8 * 3600
+}
+fn default_true() -> bool {
+    true
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_lockout_window() -> i64 {
+    300
 }
 
 /// Bounds on what one request may carry.
@@ -150,6 +207,12 @@ pub struct ClientConfig {
     pub jwks: Option<serde_json::Value>,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Authorization requests must arrive by PAR (RFC 9126).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    /// Seconds a rotated refresh token may be presented again for a fresh pair; 0 turns it off.
+    #[serde(default)]
+    pub refresh_reuse_grace_seconds: u32,
 }
 
 fn default_issuer() -> String {
@@ -188,6 +251,7 @@ impl Default for Config {
             admin_token: None,
             default_audience: None,
             tokens: TokenLifetimes::default(),
+            login: LoginSettings::default(),
             limits: Limits::default(),
             scopes: Vec::new(),
             authorizers: Vec::new(),

@@ -13,5 +13,8 @@ pub mod http;
 pub mod issuance;
 pub mod keys;
 pub mod oauth;
+pub mod pages;
 pub mod policy;
+pub mod sessions;
 pub mod store;
+pub mod users;

@@ -54,6 +54,15 @@ pub enum Event {
     RefreshTokenRotated(RefreshTokenRotated),
     RefreshTokenRevoked(RefreshTokenRevoked),
     PolicyPublished(PolicyPublished),
+    UserRegistered(UserRegistered),
+    UserAttributesSet(UserAttributesSet),
+    UserPasswordSet(UserPasswordSet),
+    UserTotpEnrolled(UserTotpEnrolled),
+    UserTotpRemoved(UserTotpRemoved),
+    UserDisabled(UserDisabled),
+    AuthorizationCodeIssued(AuthorizationCodeIssued),
+    AuthorizationCodeRedeemed(AuthorizationCodeRedeemed),
+    RefreshTokenReuseDetected(RefreshTokenReuseDetected),
 }
 
 impl Event {
@@ -78,6 +87,15 @@ impl Event {
             Event::RefreshTokenRotated(_) => "RefreshTokenRotated",
             Event::RefreshTokenRevoked(_) => "RefreshTokenRevoked",
             Event::PolicyPublished(_) => "PolicyPublished",
+            Event::UserRegistered(_) => "UserRegistered",
+            Event::UserAttributesSet(_) => "UserAttributesSet",
+            Event::UserPasswordSet(_) => "UserPasswordSet",
+            Event::UserTotpEnrolled(_) => "UserTotpEnrolled",
+            Event::UserTotpRemoved(_) => "UserTotpRemoved",
+            Event::UserDisabled(_) => "UserDisabled",
+            Event::AuthorizationCodeIssued(_) => "AuthorizationCodeIssued",
+            Event::AuthorizationCodeRedeemed(_) => "AuthorizationCodeRedeemed",
+            Event::RefreshTokenReuseDetected(_) => "RefreshTokenReuseDetected",
         }
     }
 }
@@ -136,6 +154,17 @@ pub struct ClientSpec {
     pub resources: Vec<String>,
     #[serde(default)]
     pub metadata: Value,
+    /// Authorization requests must arrive by PAR (RFC 9126).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
+    /// A rotated refresh token presented again within this many seconds gets a fresh pair instead of
+    /// revoking the delegation; 0 (the default) turns the grace window off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_reuse_grace_seconds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn client_secret_basic() -> String {
@@ -261,6 +290,9 @@ pub struct ConsentGranted {
     pub authorization_details: Value,
     pub expires_at: Option<UnixSeconds>,
     pub at: UnixSeconds,
+    /// What the consent page showed for each scope (description, lifetime), as the user saw it.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub shown: Value,
 }
 
 /// A subject, present, refused scopes for a client.
@@ -354,6 +386,120 @@ pub struct RefreshTokenRevoked {
     pub v: V1,
     pub token_hash: String,
     pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// What the server did about a rotated refresh token presented again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseAction {
+    /// Past the client's grace window (or none): the delegation was revoked (RFC 9700 §4.14).
+    DelegationRevoked,
+    /// Within the client's grace window: a fresh pair was issued in the same delegation.
+    GraceReissued,
+}
+
+/// A refresh token that had already been rotated was presented again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenReuseDetected {
+    pub v: V1,
+    pub token_hash: String,
+    pub delegation_id: String,
+    pub client_id: String,
+    pub action: ReuseAction,
+    pub at: UnixSeconds,
+}
+
+/// A local user account was created. `username` is what the person types; `subject` is the stable `sub`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub v: V1,
+    pub username: String,
+    pub subject: String,
+    /// Read by the `subject` and `resource-owner` authorizers.
+    #[serde(default)]
+    pub attributes: Value,
+    pub at: UnixSeconds,
+}
+
+/// A user's attributes were replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAttributesSet {
+    pub v: V1,
+    pub username: String,
+    pub attributes: Value,
+    pub at: UnixSeconds,
+}
+
+/// A user's password was set. The hash is kept outside the ledger; this records only that it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPasswordSet {
+    pub v: V1,
+    pub username: String,
+    pub at: UnixSeconds,
+}
+
+/// A user enrolled a TOTP second factor (RFC 6238). The secret is kept outside the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTotpEnrolled {
+    pub v: V1,
+    pub username: String,
+    pub at: UnixSeconds,
+}
+
+/// A user's TOTP second factor was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTotpRemoved {
+    pub v: V1,
+    pub username: String,
+    pub at: UnixSeconds,
+}
+
+/// A user may no longer sign in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDisabled {
+    pub v: V1,
+    pub username: String,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// An authorization code was handed to a client's redirect URI; only its SHA-256 is recorded. It carries
+/// the decision made while the user was present, which redeeming it turns into a delegation and tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationCodeIssued {
+    pub v: V1,
+    pub code_hash: String,
+    pub client_id: String,
+    pub subject: String,
+    pub redirect_uri: String,
+    /// RFC 7636 S256 challenge; `None` when the request carried none.
+    #[serde(default)]
+    pub code_challenge: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    pub scopes: Vec<GrantedScope>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    #[serde(default)]
+    pub authorization_details: Value,
+    #[serde(default)]
+    pub auth: AuthContext,
+    /// The decision trail for each requested scope, as `TokenIssued` carries it.
+    #[serde(default)]
+    pub decision_trail: Value,
+    #[serde(default)]
+    pub policy_version: Option<String>,
+    pub issued_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+}
+
+/// An authorization code was exchanged and became `delegation_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationCodeRedeemed {
+    pub v: V1,
+    pub code_hash: String,
+    pub delegation_id: String,
     pub at: UnixSeconds,
 }
 

@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod clients;
+pub mod codes;
 pub mod consents;
 pub mod delegations;
 pub mod event;
@@ -13,6 +14,7 @@ pub mod projection;
 pub mod queries;
 pub mod refresh_tokens;
 pub mod tokens;
+pub mod users;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -6,8 +6,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::event::{Event, RecordedEvent};
 use crate::{
-    clients::Client, consents::Consent, delegations::Delegation, keys::SigningKey,
-    refresh_tokens::RefreshToken, tokens::Token,
+    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation, keys::SigningKey,
+    refresh_tokens::RefreshToken, tokens::Token, users::User,
 };
 
 /// Lookup columns a store keeps beside a row's JSON state.
@@ -44,6 +44,10 @@ pub struct LedgerState {
     pub consents: BTreeMap<String, Consent>,
     pub tokens: BTreeMap<String, Token>,
     pub refresh_tokens: BTreeMap<String, RefreshToken>,
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
+    #[serde(default)]
+    pub authorization_codes: BTreeMap<String, AuthorizationCode>,
 }
 
 fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
@@ -68,13 +72,15 @@ pub struct RowWrite {
 pub type Touched = BTreeMap<&'static str, BTreeSet<String>>;
 
 /// The table names, in a fixed order.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 8] = [
     Client::TABLE,
     SigningKey::TABLE,
     Delegation::TABLE,
     Consent::TABLE,
     Token::TABLE,
     RefreshToken::TABLE,
+    User::TABLE,
+    AuthorizationCode::TABLE,
 ];
 
 fn touched_by<P: Projection>(events: &[RecordedEvent], out: &mut Touched) {
@@ -124,6 +130,8 @@ impl LedgerState {
         apply_to(&mut self.consents, event);
         apply_to(&mut self.tokens, event);
         apply_to(&mut self.refresh_tokens, event);
+        apply_to(&mut self.users, event);
+        apply_to(&mut self.authorization_codes, event);
     }
 
     /// Folds a sequence of events from the empty state.
@@ -144,6 +152,8 @@ impl LedgerState {
         touched_by::<Consent>(events, &mut out);
         touched_by::<Token>(events, &mut out);
         touched_by::<RefreshToken>(events, &mut out);
+        touched_by::<User>(events, &mut out);
+        touched_by::<AuthorizationCode>(events, &mut out);
         out
     }
 
@@ -159,7 +169,9 @@ impl LedgerState {
         load_into(&mut self.delegations, table, id, state.clone())?;
         load_into(&mut self.consents, table, id, state.clone())?;
         load_into(&mut self.tokens, table, id, state.clone())?;
-        load_into(&mut self.refresh_tokens, table, id, state)
+        load_into(&mut self.refresh_tokens, table, id, state.clone())?;
+        load_into(&mut self.users, table, id, state.clone())?;
+        load_into(&mut self.authorization_codes, table, id, state)
     }
 
     /// Serializes the rows named in `touched`, for the store to write back.
@@ -171,6 +183,8 @@ impl LedgerState {
         writes_of(&self.consents, touched, &mut out)?;
         writes_of(&self.tokens, touched, &mut out)?;
         writes_of(&self.refresh_tokens, touched, &mut out)?;
+        writes_of(&self.users, touched, &mut out)?;
+        writes_of(&self.authorization_codes, touched, &mut out)?;
         Ok(out)
     }
 
@@ -186,6 +200,11 @@ impl LedgerState {
         add(Consent::TABLE, self.consents.keys().collect());
         add(Token::TABLE, self.tokens.keys().collect());
         add(RefreshToken::TABLE, self.refresh_tokens.keys().collect());
+        add(User::TABLE, self.users.keys().collect());
+        add(
+            AuthorizationCode::TABLE,
+            self.authorization_codes.keys().collect(),
+        );
         self.row_writes(&touched)
     }
 }

@@ -53,6 +53,8 @@ fn client(n: u8, name: String, third: bool) -> ClientSpec {
         jwks_uri: None,
         resources: vec![],
         metadata: json!({"n": n}),
+        require_pushed_authorization_requests: false,
+        refresh_reuse_grace_seconds: u32::from(n) * 10,
     }
 }
 
@@ -148,7 +150,8 @@ pub fn event() -> impl Strategy<Value = Event> {
                     scopes,
                     authorization_details: json!(null),
                     expires_at: exp,
-                    at
+                    at,
+                    shown: serde_json::Value::Null,
                 })
             ),
         (n.clone(), n.clone(), n.clone(), scopes(), at.clone()).prop_map(|(k, s, c, scopes, at)| {
@@ -227,12 +230,94 @@ pub fn event() -> impl Strategy<Value = Event> {
             policy: json!({"scopes": [{"name": "a"}]}),
             at
         })),
-        (0u8..8, at).prop_map(|(r, at)| Event::RefreshTokenRevoked(RefreshTokenRevoked {
+        (0u8..8, at.clone()).prop_map(|(r, at)| Event::RefreshTokenRevoked(RefreshTokenRevoked {
             v: V1,
             token_hash: id("rt", r),
             reason: "reuse".into(),
             at
         })),
+        user_and_code_event(n, at),
+    ]
+}
+
+/// Users, authorization codes and refresh-token reuse, over the same pools.
+fn user_and_code_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserRegistered(UserRegistered {
+            v: V1,
+            username: id("name", n),
+            subject: id("user", n),
+            attributes: json!({"n": n}),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserAttributesSet(UserAttributesSet {
+            v: V1,
+            username: id("name", n),
+            attributes: json!({"n": n, "at": at}),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserPasswordSet(UserPasswordSet {
+            v: V1,
+            username: id("name", n),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserTotpEnrolled(UserTotpEnrolled {
+            v: V1,
+            username: id("name", n),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserTotpRemoved(UserTotpRemoved {
+            v: V1,
+            username: id("name", n),
+            at
+        })),
+        (n.clone(), at.clone()).prop_map(|(n, at)| Event::UserDisabled(UserDisabled {
+            v: V1,
+            username: id("name", n),
+            reason: "left".into(),
+            at
+        })),
+        (0u8..8, n.clone(), granted(), at.clone()).prop_map(|(c, d, scopes, at)| {
+            Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
+                v: V1,
+                code_hash: id("code", c),
+                client_id: id("client", d),
+                subject: id("user", d),
+                redirect_uri: "https://app.example/cb".into(),
+                code_challenge: Some("challenge".into()),
+                nonce: None,
+                scopes,
+                audience: vec![],
+                authorization_details: serde_json::Value::Null,
+                auth: AuthContext::default(),
+                decision_trail: serde_json::Value::Null,
+                policy_version: None,
+                issued_at: at,
+                expires_at: at + 60,
+            })
+        }),
+        (0u8..8, n.clone(), at.clone()).prop_map(|(c, d, at)| Event::AuthorizationCodeRedeemed(
+            AuthorizationCodeRedeemed {
+                v: V1,
+                code_hash: id("code", c),
+                delegation_id: id("del", d),
+                at
+            }
+        )),
+        (0u8..8, n, any::<bool>(), at).prop_map(|(r, d, grace, at)| Event::RefreshTokenReuseDetected(
+            RefreshTokenReuseDetected {
+                v: V1,
+                token_hash: id("rt", r),
+                delegation_id: id("del", d),
+                client_id: id("client", d),
+                action: if grace {
+                    ReuseAction::GraceReissued
+                } else {
+                    ReuseAction::DelegationRevoked
+                },
+                at
+            }
+        )),
     ]
 }
 
@@ -262,6 +347,15 @@ pub fn stream_of(event: &Event) -> String {
         Event::RefreshTokenRotated(e) => format!("refresh-{}", e.token_hash),
         Event::RefreshTokenRevoked(e) => format!("refresh-{}", e.token_hash),
         Event::PolicyPublished(_) => "policy".to_owned(),
+        Event::UserRegistered(e) => format!("user-{}", e.username),
+        Event::UserAttributesSet(e) => format!("user-{}", e.username),
+        Event::UserPasswordSet(e) => format!("user-{}", e.username),
+        Event::UserTotpEnrolled(e) => format!("user-{}", e.username),
+        Event::UserTotpRemoved(e) => format!("user-{}", e.username),
+        Event::UserDisabled(e) => format!("user-{}", e.username),
+        Event::AuthorizationCodeIssued(e) => format!("code-{}", e.code_hash),
+        Event::AuthorizationCodeRedeemed(e) => format!("code-{}", e.code_hash),
+        Event::RefreshTokenReuseDetected(e) => format!("refresh-{}", e.token_hash),
     }
 }
 

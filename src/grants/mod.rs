@@ -1,6 +1,8 @@
 //! The token endpoint's grant types: one file each, a closed enum, one exhaustive dispatch.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod refresh;
 
 use projections::Event;
 use projections::clients::Client;
@@ -19,6 +21,10 @@ use crate::store::{AppendRequest, ExpectedVersion};
 pub enum GrantType {
     /// RFC 6749 §4.4.
     ClientCredentials,
+    /// RFC 6749 §4.1 with RFC 7636 PKCE.
+    AuthorizationCode,
+    /// RFC 6749 §6, rotated on every use (RFC 9700 §4.14).
+    RefreshToken,
 }
 
 impl GrantType {
@@ -26,6 +32,8 @@ impl GrantType {
     pub fn parse(value: &str) -> Result<GrantType, OAuthError> {
         match value {
             "client_credentials" => Ok(GrantType::ClientCredentials),
+            "authorization_code" => Ok(GrantType::AuthorizationCode),
+            "refresh_token" => Ok(GrantType::RefreshToken),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -36,6 +44,8 @@ impl GrantType {
     pub fn name(self) -> &'static str {
         match self {
             GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
         }
     }
 }
@@ -48,6 +58,11 @@ pub struct TokenResponse {
     pub expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// OpenID Connect, when `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// Runs the grant for an authenticated `client`.
@@ -65,6 +80,8 @@ pub async fn dispatch(
     }
     match grant {
         GrantType::ClientCredentials => client_credentials::grant(app, client, form).await,
+        GrantType::AuthorizationCode => authorization_code::grant(app, client, form).await,
+        GrantType::RefreshToken => refresh::grant(app, client, form).await,
     }
 }
 
@@ -94,6 +111,31 @@ pub async fn issue_access_token(
     decision: Decision,
     delegation_id: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
+    let (response, request) =
+        prepare_access_token(app, policy, client, subject, grant, &decision, delegation_id).await?;
+    record(app, request).await?;
+    Ok(response)
+}
+
+/// Appends what a grant recorded, mapping a store failure to the OAuth error the client sees.
+pub async fn record(app: &App, request: AppendRequest) -> Result<crate::store::AppendResult, OAuthError> {
+    app.store.append(request).await.map_err(|e| match e {
+        crate::store::AppendError::Store(s) => OAuthError::from(s),
+        other => OAuthError::internal("recording the token", other),
+    })
+}
+
+/// Signs an access token for `decision` and returns the response with the append that records it; the
+/// caller appends it (with whatever else the grant records) before answering.
+pub async fn prepare_access_token(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    subject: &str,
+    grant: GrantType,
+    decision: &Decision,
+    delegation_id: Option<String>,
+) -> Result<(TokenResponse, AppendRequest), OAuthError> {
     let key = app
         .keys
         .current(app.store.as_ref(), decision.issued_at)
@@ -137,14 +179,15 @@ pub async fn issue_access_token(
             actor: Some(format!("client:{}", client.spec.client_id)),
             policy_version: Some(policy.version.clone()),
         });
-    app.store.append(request).await.map_err(|e| match e {
-        crate::store::AppendError::Store(s) => OAuthError::from(s),
-        other => OAuthError::internal("recording the token", other),
-    })?;
-    Ok(TokenResponse {
-        access_token: token,
-        token_type: "Bearer",
-        expires_in: decision.expires_at - decision.issued_at,
-        scope: Some(scope),
-    })
+    Ok((
+        TokenResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: decision.expires_at - decision.issued_at,
+            scope: Some(scope),
+            refresh_token: None,
+            id_token: None,
+        },
+        request,
+    ))
 }

@@ -1,10 +1,13 @@
 //! The HTTP edge: routes, and nothing that decides.
 
+mod account;
 mod admin;
 mod client_auth;
+pub mod csrf;
 mod discovery;
 mod health;
 mod introspect;
+mod login;
 pub mod openapi;
 mod revoke;
 mod token;
@@ -56,6 +59,10 @@ pub fn router(app: AppRef) -> Router {
         .route("/admin/clients/{id}/disable", post(admin::disable))
         .route("/admin/policy/reload", post(admin::reload_policy))
         .route("/openapi.json", get(openapi::document))
+        .route("/static/style.css", get(crate::pages::stylesheet))
+        // Pages (HTML, for people): not part of the OpenAPI document.
+        .merge(login::routes())
+        .merge(account::routes())
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(app)
 }

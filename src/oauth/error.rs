@@ -31,6 +31,24 @@ pub enum OAuthError {
     /// RFC 7009: the server cannot revoke this kind of token.
     #[error("unsupported_token_type")]
     UnsupportedTokenType(String),
+    /// The user (or the server on the user's behalf) refused the request.
+    #[error("access_denied")]
+    AccessDenied(String),
+    /// The server does not support this `response_type` for this client.
+    #[error("unsupported_response_type")]
+    UnsupportedResponseType(String),
+    /// OpenID Connect: `prompt=none`, and nobody is signed in (or the sign-in is too old or too weak).
+    #[error("login_required")]
+    LoginRequired(String),
+    /// OpenID Connect: `prompt=none`, and the user would have to be asked for consent.
+    #[error("consent_required")]
+    ConsentRequired(String),
+    /// OpenID Connect: `prompt=none`, and some other interaction (a step-up) would be needed.
+    #[error("interaction_required")]
+    InteractionRequired(String),
+    /// RFC 9126: the `request_uri` is unknown, expired, already used, or belongs to another client.
+    #[error("invalid_request_uri")]
+    InvalidRequestUri(String),
     /// The server failed; the details are in its log, not in the response. Retry later.
     #[error("server_error")]
     ServerError,
@@ -50,7 +68,8 @@ impl OAuthError {
         }
     }
 
-    fn description(&self) -> Option<&str> {
+    /// The human-readable `error_description`, if any.
+    pub fn description(&self) -> Option<&str> {
         match self {
             OAuthError::InvalidRequest(d)
             | OAuthError::InvalidClient(d)
@@ -59,7 +78,13 @@ impl OAuthError {
             | OAuthError::UnsupportedGrantType(d)
             | OAuthError::InvalidScope(d)
             | OAuthError::InvalidTarget(d)
-            | OAuthError::UnsupportedTokenType(d) => Some(d),
+            | OAuthError::UnsupportedTokenType(d)
+            | OAuthError::AccessDenied(d)
+            | OAuthError::UnsupportedResponseType(d)
+            | OAuthError::LoginRequired(d)
+            | OAuthError::ConsentRequired(d)
+            | OAuthError::InteractionRequired(d)
+            | OAuthError::InvalidRequestUri(d) => Some(d),
             OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
         }
     }

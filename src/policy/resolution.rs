@@ -66,10 +66,7 @@ pub fn resolve(
     lifetime_seconds: Option<i64>,
     s: &Situation<'_>,
 ) -> Resolution {
-    let ttl = match (conditions.ttl_seconds, lifetime_seconds) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let ttl = min_expiry(conditions.ttl_seconds, lifetime_seconds);
     let mut expires_at = ttl.map(|t| s.now + t.max(0));
     if let Some(step_up) = &conditions.step_up {
         // A step-up is satisfied only by authenticating again now; the user must be there.
@@ -96,19 +93,24 @@ pub fn resolve(
         };
     }
     if s.user_present {
-        return Resolution::AskUser {
-            consent: true,
-            step_up: None,
+        // A present user is not asked again for what a standing consent already covers; the caller passes
+        // no consents when the request demands the page (`prompt=consent`).
+        return match queries::standing_consent(s.consents, s.subject, s.client_id, scope, s.now) {
+            Some(c) => Resolution::Issued {
+                consent: ConsentSource::Ledger { position: c.position },
+                expires_at: min_expiry(expires_at, c.expires_at),
+            },
+            None => Resolution::AskUser {
+                consent: true,
+                step_up: None,
+            },
         };
     }
     if let Some(d) = s.delegation {
         // The consent given when the delegation was created still stands, within the scope's own expiry.
         return match d.scopes_at(s.now).find(|g| g.scope == scope) {
             Some(g) => {
-                expires_at = match (expires_at, g.expires_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                expires_at = min_expiry(expires_at, g.expires_at);
                 Resolution::Issued {
                     consent: ConsentSource::Delegation {
                         delegation_id: d.delegation_id.clone(),
@@ -124,16 +126,21 @@ pub fn resolve(
     }
     match queries::standing_consent(s.consents, s.subject, s.client_id, scope, s.now) {
         Some(c) => {
-            expires_at = match (expires_at, c.expires_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            expires_at = min_expiry(expires_at, c.expires_at);
             Resolution::Issued {
                 consent: ConsentSource::Ledger { position: c.position },
                 expires_at,
             }
         }
         None => Resolution::DroppedNoConsent,
+    }
+}
+
+/// The earlier of two optional limits; `None` is no limit.
+fn min_expiry(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

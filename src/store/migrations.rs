@@ -20,6 +20,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_used_assertions.sql"),
         include_str!("../../migrations/postgres/0002_used_assertions.sql"),
     ),
+    (
+        3,
+        "users and codes",
+        include_str!("../../migrations/sqlite/0003_users_and_codes.sql"),
+        include_str!("../../migrations/postgres/0003_users_and_codes.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.

@@ -227,6 +227,37 @@ pub trait EventStore: Send + Sync {
     /// Records `key` as used until `expires_at`; false when it already was. Forgets keys expired at `now`.
     async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
+    /// Stores `value` under (`namespace`, `key`) outside the ledger, replacing what was there; it is
+    /// forgotten after `expires_at` (never when `None`). Forgets every entry expired at `now`.
+    async fn off_ledger_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The unexpired value under (`namespace`, `key`).
+    async fn off_ledger_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Removes and returns the unexpired value under (`namespace`, `key`): of two concurrent takes, one
+    /// gets it.
+    async fn off_ledger_take(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Forgets (`namespace`, `key`).
+    async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
+
     /// Every projection row of every table, for replay comparison.
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
 

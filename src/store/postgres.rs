@@ -299,6 +299,79 @@ impl EventStore for PostgresStore {
         Ok(inserted.rows_affected() == 1)
     }
 
+    async fn off_ledger_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM off_ledger WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO off_ledger (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn off_ledger_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT value FROM off_ledger WHERE namespace = $1 AND key = $2 \
+             AND (expires_at IS NULL OR expires_at >= $3)",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn off_ledger_take(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM off_ledger WHERE namespace = $1 AND key = $2 RETURNING value, expires_at",
+        )
+        .bind(namespace)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: Option<i64> = row.try_get(1)?;
+        if expires_at.is_some_and(|e| e < now) {
+            return Ok(None);
+        }
+        Ok(Some(row.try_get(0)?))
+    }
+
+    async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM off_ledger WHERE namespace = $1 AND key = $2")
+            .bind(namespace)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
         let mut out = Vec::new();
         for table in TABLES {

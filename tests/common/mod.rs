@@ -237,3 +237,8 @@ pub fn issued(jti: &str) -> projections::Event {
         policy_version: Some("p1".into()),
     })
 }
+
+/// Users and signing in (the login pages).
+pub mod users;
+/// Authorization flows driven over HTTP (authorize, consent, code exchange).
+pub mod flows;

@@ -32,6 +32,8 @@ pub fn client(client_id: &str) -> Client {
             jwks_uri: None,
             resources: vec![],
             metadata: Value::Null,
+            require_pushed_authorization_requests: false,
+            refresh_reuse_grace_seconds: 0,
         },
         disabled: None,
         registered_at: NOW - 86_400,
