@@ -42,6 +42,16 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<u64>,
     },
+    /// `refresh_token` over HTTP: each worker rotates its own delegation's refresh token, request after
+    /// request, against an in-process server at several concurrencies.
+    Refresh {
+        /// Refreshes per concurrency level.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Concurrency levels, comma-separated (one delegation per worker).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<u64>,
+    },
 }
 
 /// Runs a benchmark against the database at `url`.
@@ -89,6 +99,22 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Refresh {
+            requests,
+            concurrency,
+        } => {
+            let store = store::open(url).await?;
+            let reports = refreshes(store.clone(), requests, &concurrency).await?;
+            for (c, report) in concurrency.iter().zip(reports) {
+                println!(
+                    "{} refresh_token concurrency {c}: {}",
+                    crate::cli::redact(url),
+                    report.as_tokens()
+                );
+            }
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -109,50 +135,206 @@ impl Report {
     }
 }
 
-/// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
-async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Result<Vec<Report>, CliError> {
-    use crate::config::{Config, ScopeConfig};
-    let keys = std::env::temp_dir().join(format!(
-        "consent-ledger-bench-keys-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let config = Config {
-        issuer: base.clone(),
-        key_dir: keys.clone(),
-        scopes: vec![ScopeConfig {
-            name: "messages:read".into(),
-            description: String::new(),
-            default: true,
-            lifetime_seconds: None,
-            authorizers: vec![],
-        }],
-        ..Config::default()
-    };
-    let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let secret = crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?;
-    let spec = machine_client(&client_id, vec!["messages:read".into()], serde_json::Value::Null);
-    let spec = projections::event::ClientSpec {
-        secret_hash: Some(crate::clients::hash_secret(&secret)),
-        ..spec
-    };
-    let now = crate::app::now();
-    store.append(crate::clients::register(None, spec, now)?).await?;
-    let app = Arc::new(crate::app::App::new(store, config)?);
-    app.publish_policy(&app.policy(), now)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    // A fresh key whose private half is in this run's directory, whatever an earlier run left.
-    app.keys.rotate(app.store.as_ref(), now).await?;
-    let router = crate::http::router(app);
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+/// The real router served on a loopback port, with one registered benchmark client.
+struct BenchServer {
+    app: Arc<crate::app::App>,
+    base: String,
+    client_id: String,
+    secret: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    keys: std::path::PathBuf,
+}
+
+impl BenchServer {
+    /// Registers a client that may use `grant_types` and serves the router.
+    async fn start(store: Arc<dyn EventStore>, grant_types: &[&str]) -> Result<BenchServer, CliError> {
+        use crate::config::{Config, ScopeConfig};
+        let keys = std::env::temp_dir().join(format!(
+            "consent-ledger-bench-keys-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let config = Config {
+            issuer: base.clone(),
+            key_dir: keys.clone(),
+            scopes: vec![ScopeConfig {
+                name: "messages:read".into(),
+                description: String::new(),
+                default: true,
+                lifetime_seconds: None,
+                authorizers: vec![],
+            }],
+            ..Config::default()
+        };
+        let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let secret =
+            crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?;
+        let spec = machine_client(&client_id, vec!["messages:read".into()], serde_json::Value::Null);
+        let spec = projections::event::ClientSpec {
+            secret_hash: Some(crate::clients::hash_secret(&secret)),
+            grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
+            ..spec
+        };
+        let now = crate::app::now();
+        store.append(crate::clients::register(None, spec, now)?).await?;
+        let app = Arc::new(crate::app::App::new(store, config)?);
+        app.publish_policy(&app.policy(), now)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        // A fresh key whose private half is in this run's directory, whatever an earlier run left.
+        app.keys.rotate(app.store.as_ref(), now).await?;
+        let router = crate::http::router(app.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(BenchServer {
+            app,
+            base,
+            client_id,
+            secret,
+            server,
+            keys,
+        })
+    }
+
+    fn stop(self) {
+        self.server.abort();
+        let _ = std::fs::remove_dir_all(self.keys);
+    }
+}
+
+/// Drives the `refresh_token` grant: per worker, one delegation and its first refresh token recorded
+/// directly in the store, then a chain of refreshes over HTTP, each presenting the token the last one
+/// returned.
+async fn refreshes(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Result<Vec<Report>, CliError> {
+    let bench = BenchServer::start(store, &["refresh_token"]).await?;
     let mut reports = Vec::new();
     for &concurrency in levels {
-        reports.push(load(&base, &client_id, &secret, count, concurrency.max(1)).await?);
+        let concurrency = concurrency.max(1);
+        let mut first = Vec::new();
+        for _ in 0..concurrency {
+            first.push(seed_delegation(&bench).await?);
+        }
+        reports.push(refresh_load(&bench, first, count).await?);
     }
-    server.abort();
-    let _ = std::fs::remove_dir_all(keys);
+    bench.stop();
+    Ok(reports)
+}
+
+/// Records a delegation of `messages:read` to the benchmark client and mints its first refresh token.
+async fn seed_delegation(bench: &BenchServer) -> Result<String, CliError> {
+    use projections::event::{AuthContext, DelegationCreated, GrantedScope};
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let subject = format!("bench-user-{id}");
+    let now = crate::app::now();
+    let created = Event::DelegationCreated(DelegationCreated {
+        v: V1,
+        delegation_id: id.clone(),
+        subject: subject.clone(),
+        client_id: bench.client_id.clone(),
+        scopes: vec![GrantedScope {
+            scope: "messages:read".into(),
+            expires_at: None,
+        }],
+        authorization_details: serde_json::Value::Null,
+        claims: serde_json::Value::Null,
+        auth: AuthContext::default(),
+        grant_type: "authorization_code".into(),
+        at: now,
+    });
+    let (value, minted) = crate::grants::refresh::mint(crate::grants::refresh::Minting {
+        delegation_id: &id,
+        client_id: &bench.client_id,
+        subject: &subject,
+        scopes: vec!["messages:read".into()],
+        now,
+        lifetime_seconds: bench.app.config.tokens.refresh_token_seconds,
+        parent_hash: None,
+    })
+    .map_err(|e| CliError::Usage(format!("minting a refresh token: {e}")))?;
+    let request = AppendRequest::to_stream(
+        crate::grants::refresh::delegation_stream(&id),
+        ExpectedVersion::NoStream,
+        vec![created],
+    )
+    .and(minted);
+    bench.app.store.append(request).await?;
+    Ok(value)
+}
+
+async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Result<Report, CliError> {
+    let concurrency = first.len() as u64;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let url = format!("{}/token", bench.base);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (t, mut token) in (0..concurrency).zip(first) {
+        let (http, url, client_id, secret) = (
+            http.clone(),
+            url.clone(),
+            bench.client_id.clone(),
+            bench.secret.clone(),
+        );
+        let share = count / concurrency + u64::from(t < count % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(share as usize);
+            for _ in 0..share {
+                let began = Instant::now();
+                let r = http
+                    .post(&url)
+                    .basic_auth(&client_id, Some(&secret))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str())])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                latencies.push(began.elapsed());
+                match body["refresh_token"].as_str() {
+                    Some(next) if status.is_success() => token = next.to_owned(),
+                    _ => return Err(format!("a refresh failed: {status} {body}")),
+                }
+            }
+            Ok(latencies)
+        }));
+    }
+    let mut all = Vec::with_capacity(count as usize);
+    for t in tasks {
+        all.extend(
+            t.await
+                .map_err(|e| CliError::Usage(e.to_string()))?
+                .map_err(CliError::Usage)?,
+        );
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok(Report {
+        count,
+        elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    })
+}
+
+/// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
+async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Result<Vec<Report>, CliError> {
+    let bench = BenchServer::start(store, &["client_credentials"]).await?;
+    let mut reports = Vec::new();
+    for &concurrency in levels {
+        reports.push(
+            load(
+                &bench.base,
+                &bench.client_id,
+                &bench.secret,
+                count,
+                concurrency.max(1),
+            )
+            .await?,
+        );
+    }
+    bench.stop();
     Ok(reports)
 }
 

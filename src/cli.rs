@@ -44,6 +44,9 @@ pub enum Command {
     /// Register clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage local users: accounts, passwords, TOTP.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -82,6 +85,33 @@ pub enum ClientsCommand {
         redirect_uris: Vec<String>,
         #[arg(long, default_value = "client_secret_basic")]
         auth_method: String,
+    },
+}
+
+/// Local user commands. Passwords are read from standard input, never from the command line.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Register a user.
+    Add {
+        username: String,
+        /// The user's attributes, a JSON object (read by the subject authorizers).
+        #[arg(long)]
+        attributes: Option<String>,
+        /// Also set a password, read as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password, read as one line from standard input.
+    SetPassword { username: String },
+    /// Replace a user's attributes with a JSON object.
+    SetAttributes { username: String, attributes: String },
+    /// Enroll (or replace) a user's TOTP second factor; prints the secret and otpauth:// URI once.
+    EnrollTotp { username: String },
+    /// Stop a user from signing in.
+    Disable {
+        username: String,
+        #[arg(long, default_value = "disabled by an operator")]
+        reason: String,
     },
 }
 
@@ -230,6 +260,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             ExitCode::SUCCESS
         }
+        Command::Users(cmd) => users_command(store.as_ref(), &config, cmd).await?,
         Command::Keys(KeysCommand::Rotate) => {
             let app = App::new(store.clone(), config)?;
             let key = app.keys.rotate(store.as_ref(), now()).await?;
@@ -290,6 +321,104 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     Ok(code)
 }
 
+/// Parses a JSON object given on the command line.
+fn json_object(text: &str) -> Result<serde_json::Value, CliError> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(CliError::Usage(format!(
+            "attributes must be a JSON object, not {text:?}"
+        ))),
+    }
+}
+
+/// One line from standard input, without its line ending.
+fn password_from_stdin() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    Ok(line.to_owned())
+}
+
+async fn users_command(
+    store: &dyn EventStore,
+    config: &Config,
+    cmd: UsersCommand,
+) -> Result<ExitCode, CliError> {
+    let user_error = |e: crate::users::UserError| CliError::Usage(e.to_string());
+    match cmd {
+        UsersCommand::Add {
+            username,
+            attributes,
+            password_stdin,
+        } => {
+            let attributes = match attributes {
+                Some(a) => json_object(&a)?,
+                None => serde_json::json!({}),
+            };
+            // Read and check the password before registering, so a bad one leaves no half-made user.
+            let password = if password_stdin {
+                let p = password_from_stdin()?;
+                crate::users::password::check_strength(&p).map_err(|e| CliError::Usage(e.to_string()))?;
+                Some(p)
+            } else {
+                None
+            };
+            let user = crate::users::add(store, &username, attributes, now())
+                .await
+                .map_err(user_error)?;
+            if let Some(p) = password {
+                crate::users::set_password(store, &username, &p, now())
+                    .await
+                    .map_err(user_error)?;
+            }
+            println!("username: {}", user.username);
+            println!("subject: {}", user.subject);
+        }
+        UsersCommand::SetPassword { username } => {
+            let p = password_from_stdin()?;
+            crate::users::set_password(store, &username, &p, now())
+                .await
+                .map_err(user_error)?;
+            println!("password set for {username}");
+        }
+        UsersCommand::SetAttributes { username, attributes } => {
+            let attributes = json_object(&attributes)?;
+            let existing = crate::users::get(store, &username).await?;
+            let request = crate::users::set_attributes(existing.as_ref(), &username, attributes, now())
+                .map_err(user_error)?;
+            store.append(request).await?;
+            println!("attributes set for {username}");
+        }
+        UsersCommand::EnrollTotp { username } => {
+            let secret = crate::users::enroll_totp(store, &username, now())
+                .await
+                .map_err(user_error)?;
+            let issuer = config
+                .issuer
+                .split_once("://")
+                .map_or(config.issuer.as_str(), |(_, rest)| rest)
+                .split('/')
+                .next()
+                .unwrap_or("consent-ledger");
+            println!("secret: {}", crate::users::totp::base32_encode(&secret));
+            println!(
+                "uri: {}",
+                crate::users::totp::otpauth_uri(issuer, &username, &secret)
+            );
+            println!("(shown only now; give it to the user's authenticator app)");
+        }
+        UsersCommand::Disable { username, reason } => {
+            let existing = crate::users::get(store, &username).await?;
+            let request =
+                crate::users::disable(existing.as_ref(), &username, &reason, now()).map_err(user_error)?;
+            store.append(request).await?;
+            println!("disabled {username}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A database URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -337,7 +466,9 @@ async fn serve(
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {bind}: {e}")))?;
     tracing::info!(%bind, "listening");
-    axum::serve(listener, app)
+    // The peer address reaches the handlers: failed sign-ins are counted per client address too.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped accepting requests; flushing the ledger writer");

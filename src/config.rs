@@ -13,7 +13,12 @@ use crate::policy::authorizers::AuthorizerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "consent-ledger.toml";
 
 /// Grant types this server implements at the token endpoint.
-pub const SUPPORTED_GRANT_TYPES: &[&str] = &["client_credentials", "authorization_code", "refresh_token", "implicit"];
+pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
+    "client_credentials",
+    "authorization_code",
+    "refresh_token",
+    "implicit",
+];
 
 /// Client authentication methods this server implements.
 pub const SUPPORTED_AUTH_METHODS: &[&str] = &[
@@ -115,6 +120,9 @@ pub struct LoginSettings {
     pub failed_attempts_max: u32,
     #[serde(default = "default_lockout_window")]
     pub lockout_window_seconds: i64,
+    /// Ask users who enrolled TOTP for a code at every sign-in; otherwise only for a step-up.
+    #[serde(default)]
+    pub second_factor_at_sign_in: bool,
 }
 
 impl Default for LoginSettings {
@@ -124,6 +132,7 @@ impl Default for LoginSettings {
             require_pkce: true,
             failed_attempts_max: default_attempts(),
             lockout_window_seconds: default_lockout_window(),
+            second_factor_at_sign_in: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod access_tokens;
 pub mod app;
 pub mod audit;
+pub mod authorize;
 pub mod bench;
 pub mod cli;
 pub mod clients;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod issuance;
 pub mod keys;
 pub mod oauth;
+pub mod oidc;
 pub mod pages;
 pub mod policy;
 pub mod sessions;

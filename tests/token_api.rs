@@ -55,7 +55,12 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
         assert_eq!(m["jwks_uri"], format!("{}/jwks", s.base));
         assert_eq!(
             m["grant_types_supported"],
-            json!(["client_credentials", "authorization_code", "refresh_token", "implicit"])
+            json!([
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "implicit"
+            ])
         );
         assert_eq!(m["scopes_supported"], json!(["admin", "read", "write"]));
         assert!(

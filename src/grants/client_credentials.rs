@@ -1,12 +1,10 @@
 //! RFC 6749 §4.4: the client credentials grant. The client is the subject; no user is present, so a
 //! consent-requiring scope is issued only on a standing consent in the ledger, and step-up is impossible.
 
-use std::collections::BTreeMap;
-
 use projections::clients::Client;
 use projections::consents::Consent;
 use projections::event::AuthContext;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{GrantType, TokenResponse, issue_access_token};
 use crate::app::{App, now};
@@ -43,21 +41,19 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
     .await?;
     let policy = app.policy();
     let now = now();
-    // Ask external decision points first, only when the policy has any, so the common path pays nothing.
-    let fetched = if policy.http_authorizers.is_empty() {
-        BTreeMap::new()
-    } else {
-        let scopes = external::scopes_to_prefetch(&policy, &client.spec, requested.as_deref());
-        let ctx_json = json!({
-            "client_id": client.spec.client_id,
-            "client_kind": client.spec.kind,
-            "grant_type": GrantType::ClientCredentials.name(),
-            "user_present": false,
-            "subject": subject,
-            "now": now,
-        });
-        external::prefetch(&app.http, &policy, &ctx_json, subject, &scopes).await
-    };
+    let fetched = external::fetch(
+        &app.http,
+        &policy,
+        external::Asking {
+            client: &client.spec,
+            subject,
+            grant_type: GrantType::ClientCredentials.name(),
+            user_present: false,
+            requested: requested.as_deref(),
+            now,
+        },
+    )
+    .await;
     let decision = issuance::decide(
         &policy,
         &IssuanceRequest {

@@ -25,6 +25,8 @@ pub enum GrantType {
     AuthorizationCode,
     /// RFC 6749 §6, rotated on every use (RFC 9700 §4.14).
     RefreshToken,
+    /// RFC 6749 §4.2: tokens from the authorization endpoint; never accepted at the token endpoint.
+    Implicit,
 }
 
 impl GrantType {
@@ -46,6 +48,7 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::Implicit => "implicit",
         }
     }
 }
@@ -82,6 +85,9 @@ pub async fn dispatch(
         GrantType::ClientCredentials => client_credentials::grant(app, client, form).await,
         GrantType::AuthorizationCode => authorization_code::grant(app, client, form).await,
         GrantType::RefreshToken => refresh::grant(app, client, form).await,
+        GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
+            "implicit tokens come from the authorization endpoint".into(),
+        )),
     }
 }
 

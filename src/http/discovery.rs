@@ -20,7 +20,15 @@ fn metadata(app: &AppRef) -> Value {
         "revocation_endpoint": app.endpoints.revoke,
         "jwks_uri": app.endpoints.jwks,
         "grant_types_supported": SUPPORTED_GRANT_TYPES,
-        "response_types_supported": [],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "require_pushed_authorization_requests": false,
+        "response_types_supported": ["code", "token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": [crate::sessions::ACR_PASSWORD, crate::sessions::ACR_TOTP],
         "token_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
         "introspection_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
@@ -46,6 +54,27 @@ pub async fn openid_configuration(State(app): State<AppRef>) -> Json<Value> {
     let mut m = metadata(&app);
     m["subject_types_supported"] = json!(["public"]);
     m["id_token_signing_alg_values_supported"] = json!([app.config.signing_alg.name()]);
+    m["userinfo_endpoint"] = json!(format!("{}/userinfo", app.config.issuer));
+    m["claims_supported"] = json!([
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "preferred_username",
+        "name",
+        "given_name",
+        "family_name",
+        "email",
+        "email_verified",
+        "phone_number",
+        "address"
+    ]);
     Json(m)
 }
 

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod authorize;
 mod client_auth;
 pub mod csrf;
 mod discovery;
@@ -9,8 +10,10 @@ mod health;
 mod introspect;
 mod login;
 pub mod openapi;
+mod rate_limit;
 mod revoke;
 mod token;
+mod userinfo;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +37,9 @@ pub const ROUTES: &[&str] = &[
     "/admin/clients/{id}/disable",
     "/admin/policy/reload",
     "/openapi.json",
+    "/authorize",
+    "/par",
+    "/userinfo",
 ];
 
 /// The server's routes.
@@ -59,8 +65,10 @@ pub fn router(app: AppRef) -> Router {
         .route("/admin/clients/{id}/disable", post(admin::disable))
         .route("/admin/policy/reload", post(admin::reload_policy))
         .route("/openapi.json", get(openapi::document))
+        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/static/style.css", get(crate::pages::stylesheet))
         // Pages (HTML, for people): not part of the OpenAPI document.
+        .merge(authorize::routes())
         .merge(login::routes())
         .merge(account::routes())
         .layer(DefaultBodyLimit::max(body_max))

@@ -144,6 +144,38 @@ fn admin_reload_policy() {}
 #[allow(dead_code)]
 fn openapi() {}
 
+#[utoipa::path(get, path = "/authorize", tag = "oauth",
+    params(("response_type" = String, Query, description = "`code`, or `token` for clients that enable implicit"),
+           ("client_id" = String, Query), ("redirect_uri" = Option<String>, Query),
+           ("scope" = Option<String>, Query), ("state" = Option<String>, Query), ("nonce" = Option<String>, Query),
+           ("code_challenge" = Option<String>, Query, description = "RFC 7636; required by default"),
+           ("code_challenge_method" = Option<String>, Query, description = "`S256` only"),
+           ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`"),
+           ("max_age" = Option<i64>, Query), ("acr_values" = Option<String>, Query),
+           ("response_mode" = Option<String>, Query, description = "`query`, `fragment`, `form_post`"),
+           ("authorization_details" = Option<String>, Query, description = "RFC 9396 JSON array"),
+           ("resource" = Option<String>, Query, description = "RFC 8707"),
+           ("request_uri" = Option<String>, Query, description = "From `POST /par`")),
+    responses((status = 303, description = "To sign-in, or to the client's redirect URI with a code, token or error"),
+              (status = 200, description = "The consent page (HTML), or a form_post response"),
+              (status = 400, description = "An error page: the client or redirect URI cannot be trusted")))]
+#[allow(dead_code)]
+fn authorize() {}
+
+#[utoipa::path(post, path = "/par", tag = "oauth",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+                 description = "The authorization request's parameters, plus client authentication"),
+    responses((status = 201, description = "`request_uri` and `expires_in` (RFC 9126)", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+#[allow(dead_code)]
+fn par() {}
+
+#[utoipa::path(get, path = "/userinfo", tag = "oauth", security(("bearer" = [])),
+    responses((status = 200, description = "The user's claims, released by the token's scopes", body = Object),
+              (status = 401, description = "`invalid_token`"), (status = 403, description = "`insufficient_scope`: no `openid`")))]
+#[allow(dead_code)]
+fn userinfo() {}
+
 struct AdminToken;
 
 impl utoipa::Modify for AdminToken {
@@ -154,6 +186,10 @@ impl utoipa::Modify for AdminToken {
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -162,7 +198,8 @@ impl utoipa::Modify for AdminToken {
 #[openapi(
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz,
-          admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi),
+          admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
+          authorize, par, userinfo),
     modifiers(&AdminToken)
 )]
 pub struct ApiDoc;

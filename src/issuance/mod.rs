@@ -61,6 +61,8 @@ pub enum Outcome {
         reason: String,
     },
     DroppedNoConsent,
+    /// The delegation being continued does not hold the scope.
+    DroppedNotHeld,
     DroppedStepUp,
     /// Waiting for the user: consent, step-up, or both.
     AskUser {
@@ -263,6 +265,7 @@ fn resolution_outcome(r: Resolution) -> Outcome {
         Resolution::Issued { consent, expires_at } => Outcome::Issued { consent, expires_at },
         Resolution::AskUser { consent, step_up } => Outcome::AskUser { consent, step_up },
         Resolution::DroppedNoConsent => Outcome::DroppedNoConsent,
+        Resolution::DroppedNotHeld => Outcome::DroppedNotHeld,
         Resolution::DroppedStepUp => Outcome::DroppedStepUp,
     }
 }

@@ -10,15 +10,27 @@ use axum::response::{IntoResponse, Response};
 /// The stylesheet, served at `/static/style.css` from the binary.
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
 
-/// Content-Security-Policy of every page: nothing but this server's own stylesheet and forms posting back
-/// to it; no scripts, no frames.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// Content-Security-Policy of every page: nothing but this server's own stylesheet; no scripts, no
+/// frames. `form-action` is left to the pages that can name every destination: browsers apply it to the
+/// redirects that follow a form too, and a sign-in form ends at whichever client is waiting.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
+                   base-uri 'none'";
 
 /// Renders `page` with `status` and the headers every page carries (no caching, no framing, strict CSP).
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
+    render_with_csp(status, page, CSP)
+}
+
+/// The page CSP with `form-action` limited to this server and `also` (the origin a form's answer
+/// redirects to).
+pub fn csp_with_form_action(also: &str) -> String {
+    format!("{CSP}; form-action 'self' {also}")
+}
+
+/// Renders `page` with the page headers and the given Content-Security-Policy.
+pub fn render_with_csp(status: StatusCode, page: &impl Template, csp: &str) -> Response {
     match page.render() {
-        Ok(html) => with_page_headers((status, axum::response::Html(html)).into_response(), CSP),
+        Ok(html) => with_page_headers((status, axum::response::Html(html)).into_response(), csp),
         Err(e) => {
             tracing::error!(error = %e, "rendering a page");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

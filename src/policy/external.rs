@@ -39,6 +39,39 @@ pub fn scopes_to_prefetch(policy: &Policy, client: &ClientSpec, requested: Optio
     scopes
 }
 
+/// Who is asking, as the decision points see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    pub client: &'a ClientSpec,
+    pub subject: &'a str,
+    pub grant_type: &'a str,
+    pub user_present: bool,
+    pub requested: Option<&'a [String]>,
+    pub now: i64,
+}
+
+/// The verdicts of the policy's decision points for a request; nothing is asked (and nothing awaited)
+/// when the policy has no `http` authorizer, so the common path pays nothing.
+pub async fn fetch(
+    http: &reqwest::Client,
+    policy: &Policy,
+    asking: Asking<'_>,
+) -> BTreeMap<(String, String), Verdict> {
+    if policy.http_authorizers.is_empty() {
+        return BTreeMap::new();
+    }
+    let scopes = scopes_to_prefetch(policy, asking.client, asking.requested);
+    let ctx_json = json!({
+        "client_id": asking.client.client_id,
+        "client_kind": asking.client.kind,
+        "grant_type": asking.grant_type,
+        "user_present": asking.user_present,
+        "subject": asking.subject,
+        "now": asking.now,
+    });
+    prefetch(http, policy, &ctx_json, asking.subject, &scopes).await
+}
+
 /// Asks every `http` authorizer assigned to each of `scopes` for its verdict, concurrently, and returns
 /// them by (authorizer name, concrete scope), ready for [`crate::policy::authorizer::Context::external`].
 ///

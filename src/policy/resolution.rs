@@ -38,6 +38,8 @@ pub enum Resolution {
     AskUser { consent: bool, step_up: Option<StepUp> },
     /// Not issued: consent was needed and the user cannot be asked.
     DroppedNoConsent,
+    /// Not issued: the delegation being continued does not hold the scope (any more).
+    DroppedNotHeld,
     /// Not issued: a step-up was needed and the user cannot be asked.
     DroppedStepUp,
 }
@@ -67,7 +69,7 @@ pub fn resolve(
     s: &Situation<'_>,
 ) -> Resolution {
     let ttl = min_expiry(conditions.ttl_seconds, lifetime_seconds);
-    let mut expires_at = ttl.map(|t| s.now + t.max(0));
+    let expires_at = ttl.map(|t| s.now + t.max(0));
     if let Some(step_up) = &conditions.step_up {
         // A step-up is satisfied only by authenticating again now; the user must be there.
         if !s.user_present {
@@ -79,6 +81,23 @@ pub fn resolve(
                 step_up: Some(step_up.clone()),
             };
         }
+    }
+    if let Some(d) = s.delegation {
+        // Continuing a delegation never yields more than it holds, nor past the expiry it holds it until,
+        // whatever the authorizers ask; the consent given when it was created still stands.
+        let Some(held) = d.scopes_at(s.now).find(|g| g.scope == scope) else {
+            return Resolution::DroppedNotHeld;
+        };
+        return Resolution::Issued {
+            consent: if conditions.consent {
+                ConsentSource::Delegation {
+                    delegation_id: d.delegation_id.clone(),
+                }
+            } else {
+                ConsentSource::NotRequired
+            },
+            expires_at: min_expiry(expires_at, held.expires_at),
+        };
     }
     if !conditions.consent {
         return Resolution::Issued {
@@ -106,27 +125,12 @@ pub fn resolve(
             },
         };
     }
-    if let Some(d) = s.delegation {
-        // The consent given when the delegation was created still stands, within the scope's own expiry.
-        return match d.scopes_at(s.now).find(|g| g.scope == scope) {
-            Some(g) => {
-                expires_at = min_expiry(expires_at, g.expires_at);
-                Resolution::Issued {
-                    consent: ConsentSource::Delegation {
-                        delegation_id: d.delegation_id.clone(),
-                    },
-                    expires_at,
-                }
-            }
-            None => Resolution::DroppedNoConsent,
-        };
-    }
     if s.strict_consent {
         return Resolution::DroppedNoConsent;
     }
     match queries::standing_consent(s.consents, s.subject, s.client_id, scope, s.now) {
         Some(c) => {
-            expires_at = min_expiry(expires_at, c.expires_at);
+            let expires_at = min_expiry(expires_at, c.expires_at);
             Resolution::Issued {
                 consent: ConsentSource::Ledger { position: c.position },
                 expires_at,
@@ -268,6 +272,63 @@ mod tests {
                 consent: ConsentSource::NotRequired,
                 expires_at: None
             }
+        );
+    }
+
+    #[test]
+    fn continuing_a_delegation_never_yields_more_than_it_holds() {
+        let d = Delegation {
+            delegation_id: "d1".into(),
+            subject: "u".into(),
+            client_id: "c".into(),
+            scopes: vec![
+                projections::event::GrantedScope {
+                    scope: "read".into(),
+                    expires_at: Some(150),
+                },
+                projections::event::GrantedScope {
+                    scope: "old".into(),
+                    expires_at: Some(90),
+                },
+            ],
+            authorization_details: serde_json::Value::Null,
+            claims: serde_json::Value::Null,
+            auth: Default::default(),
+            grant_type: "authorization_code".into(),
+            created_at: 0,
+            created_position: 1,
+            last_used_at: 0,
+            revoked: None,
+        };
+        let s = Situation {
+            delegation: Some(&d),
+            ..situation(&[])
+        };
+        // Even a scope no authorizer asks consent for: held until 150, not past it.
+        assert_eq!(
+            resolve("read", &Conditions::default(), Some(3_600), &s),
+            Resolution::Issued {
+                consent: ConsentSource::NotRequired,
+                expires_at: Some(150)
+            }
+        );
+        assert_eq!(
+            resolve("read", &needs_consent(), None, &s),
+            Resolution::Issued {
+                consent: ConsentSource::Delegation {
+                    delegation_id: "d1".into()
+                },
+                expires_at: Some(150)
+            }
+        );
+        // Past its delegated expiry, or never held: dropped, with or without a consent authorizer.
+        assert_eq!(
+            resolve("old", &Conditions::default(), None, &s),
+            Resolution::DroppedNotHeld
+        );
+        assert_eq!(
+            resolve("write", &Conditions::default(), None, &s),
+            Resolution::DroppedNotHeld
         );
     }
 }

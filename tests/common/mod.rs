@@ -160,7 +160,8 @@ impl TestServer {
         app.publish_policy(&app.policy(), now).await.unwrap();
         app.keys.current(app.store.as_ref(), now).await.unwrap();
         let router = consent_ledger::http::router(app.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
         TestServer {
             base,
             app,
@@ -238,7 +239,9 @@ pub fn issued(jti: &str) -> projections::Event {
     })
 }
 
-/// Users and signing in (the login pages).
-pub mod users;
+/// A headless browser (chromedriver) and a client callback endpoint.
+pub mod browser;
 /// Authorization flows driven over HTTP (authorize, consent, code exchange).
 pub mod flows;
+/// Users and signing in (the login pages).
+pub mod users;

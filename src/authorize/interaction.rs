@@ -1,0 +1,90 @@
+//! Authorization requests waiting for the user (sign-in, step-up, consent) and pushed requests (PAR),
+//! kept off the ledger: neither is a fact anyone audits, and both expire within minutes.
+
+use std::collections::BTreeMap;
+
+use projections::event::UnixSeconds;
+use serde::{Deserialize, Serialize};
+
+use super::request::AuthorizationRequest;
+use crate::app::App;
+use crate::store::StoreError;
+
+const PENDING: &str = "authorize";
+const PUSHED: &str = "par";
+/// How long a user has to finish signing in and consenting.
+pub const PENDING_SECONDS: i64 = 600;
+/// How long a pushed request's `request_uri` can be used (RFC 9126 §2.2 suggests 5 to 600 seconds).
+pub const PUSHED_SECONDS: i64 = 90;
+/// The `request_uri` prefix RFC 9126 §2.2 defines.
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+
+fn random_id() -> Result<String, StoreError> {
+    crate::sessions::random_token()
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("authorization request: {e}"))
+}
+
+/// Keeps a validated request for the pages that follow; returns its id.
+pub async fn keep(app: &App, request: &AuthorizationRequest, now: UnixSeconds) -> Result<String, StoreError> {
+    let id = random_id()?;
+    let json = serde_json::to_string(request).map_err(corrupt)?;
+    app.store
+        .off_ledger_put(PENDING, &id, &json, Some(now + PENDING_SECONDS), now)
+        .await?;
+    Ok(id)
+}
+
+/// The request kept under `id`, while it has not expired.
+pub async fn load(app: &App, id: &str, now: UnixSeconds) -> Result<Option<AuthorizationRequest>, StoreError> {
+    match app.store.off_ledger_get(PENDING, id, now).await? {
+        Some(json) => Ok(Some(serde_json::from_str(&json).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}
+
+/// Ends a kept request once it has been answered, so a second answer cannot follow.
+pub async fn finish(
+    app: &App,
+    id: &str,
+    now: UnixSeconds,
+) -> Result<Option<AuthorizationRequest>, StoreError> {
+    match app.store.off_ledger_take(PENDING, id, now).await? {
+        Some(json) => Ok(Some(serde_json::from_str(&json).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}
+
+/// A pushed request: the client that pushed it and its parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pushed {
+    pub client_id: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// Stores a pushed request; returns its `request_uri`.
+pub async fn push(app: &App, pushed: &Pushed, now: UnixSeconds) -> Result<String, StoreError> {
+    let id = random_id()?;
+    let json = serde_json::to_string(pushed).map_err(corrupt)?;
+    app.store
+        .off_ledger_put(PUSHED, &id, &json, Some(now + PUSHED_SECONDS), now)
+        .await?;
+    Ok(format!("{REQUEST_URI_PREFIX}{id}"))
+}
+
+/// Takes the pushed request a `request_uri` names: each can be used once.
+pub async fn take_pushed(
+    app: &App,
+    request_uri: &str,
+    now: UnixSeconds,
+) -> Result<Option<Pushed>, StoreError> {
+    let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
+        return Ok(None);
+    };
+    match app.store.off_ledger_take(PUSHED, id, now).await? {
+        Some(json) => Ok(Some(serde_json::from_str(&json).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}

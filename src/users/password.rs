@@ -1,0 +1,122 @@
+//! Password hashing: Argon2id with the argon2 crate's defaults (m = 19 MiB, t = 2, p = 1), stored as a PHC
+//! string. Both hashing and verifying are CPU-bound for tens of milliseconds, so callers on the runtime
+//! use the `_blocking` wrappers, which run them on the blocking pool.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use aws_lc_rs::rand::SecureRandom;
+
+/// Fewest characters a password may have.
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// Most bytes a password may have (the form body limit is larger; hashing a megabyte is pointless).
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+
+/// An Argon2id hash (default parameters) of a random password nobody knows: verified against when the
+/// user is unknown or has no password, so the answer takes as long as for a real user.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2lnbi1pbi1kdW1teS1zYWx0$0q7Tu3Xvv3rjkS7j8sL0V3w3N9o0xNzq1mB0n9m5uQ4";
+
+/// Why a password cannot be set.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordError {
+    #[error("a password needs at least {PASSWORD_CHARS_MIN} characters")]
+    TooShort,
+    #[error("a password may have at most {PASSWORD_BYTES_MAX} bytes")]
+    TooLong,
+    #[error("the system has no randomness")]
+    Random,
+    #[error("hashing the password failed: {0}")]
+    Hash(String),
+}
+
+/// Checks a new password's length.
+pub fn check_strength(password: &str) -> Result<(), PasswordError> {
+    if password.chars().count() < PASSWORD_CHARS_MIN {
+        return Err(PasswordError::TooShort);
+    }
+    if password.len() > PASSWORD_BYTES_MAX {
+        return Err(PasswordError::TooLong);
+    }
+    Ok(())
+}
+
+/// The PHC string of `password` with a fresh 128-bit salt.
+pub fn hash(password: &str) -> Result<String, PasswordError> {
+    check_strength(password)?;
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| PasswordError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `phc` (constant-time comparison inside argon2). With `None`,
+/// verifies against a dummy hash and answers false, taking the same time.
+pub fn verify(phc: Option<&str>, password: &str) -> bool {
+    let matches = |phc: &str| {
+        PasswordHash::new(phc)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    };
+    match phc {
+        Some(phc) if password.len() <= PASSWORD_BYTES_MAX => matches(phc),
+        _ => {
+            let _ = matches(DUMMY_HASH);
+            false
+        }
+    }
+}
+
+/// [`hash`] on the blocking pool.
+pub async fn hash_blocking(password: String) -> Result<String, PasswordError> {
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
+}
+
+/// [`verify`] on the blocking pool.
+pub async fn verify_blocking(phc: Option<String>, password: String) -> bool {
+    tokio::task::spawn_blocking(move || verify(phc.as_deref(), &password))
+        .await
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_default_parameters_and_verify() {
+        let phc = hash("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify(Some(&phc), "correct horse"));
+        assert!(!verify(Some(&phc), "correct horsE"));
+        assert!(!verify(None, "correct horse"));
+        assert_ne!(hash("correct horse").unwrap(), phc, "a fresh salt each time");
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2id_hash_with_the_same_cost() {
+        let parsed = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = hash("whatever-it-is").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(parsed.algorithm, real.algorithm);
+        assert_eq!(parsed.params, real.params);
+        assert_eq!(parsed.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+    }
+
+    #[test]
+    fn short_and_huge_passwords_are_refused() {
+        assert_eq!(check_strength("1234567"), Err(PasswordError::TooShort));
+        assert_eq!(check_strength("ääääääää"), Ok(()), "characters, not bytes");
+        assert_eq!(check_strength(&"x".repeat(2000)), Err(PasswordError::TooLong));
+    }
+}
