@@ -36,6 +36,34 @@ async fn assert_intact(store: &dyn store::EventStore, count: u64) {
     assert_eq!(replay::compare(store).await.unwrap(), vec![]);
 }
 
+async fn many_concurrent_reads_of_rows_each_get_their_own_answer(db: TestDb) {
+    let store = db.open().await;
+    for jti in ["a", "b"] {
+        store
+            .append(one(
+                &format!("token-{jti}"),
+                ExpectedVersion::NoStream,
+                issued(jti),
+            ))
+            .await
+            .unwrap();
+    }
+    // Reads in flight together (SQLite answers them with one statement): the same row asked for many
+    // times, another row, and a missing one.
+    let reads = (0..96).map(|i| {
+        let store = store.clone();
+        let id = ["a", "a", "b", "missing"][i % 4];
+        tokio::spawn(async move { (id, store::get::<Token>(store.as_ref(), id).await.unwrap()) })
+    });
+    for read in futures_util::future::join_all(reads).await {
+        let (id, row) = read.unwrap();
+        match id {
+            "missing" => assert!(row.is_none()),
+            _ => assert_eq!(row.unwrap().jti, id),
+        }
+    }
+}
+
 async fn appends_are_read_back_in_order_with_their_projections(db: TestDb) {
     let store = db.open().await;
     let meta = Metadata {
@@ -289,6 +317,7 @@ async fn stored_rows_equal_the_fold_of_the_stored_log_for_random_histories(db: T
 }
 
 on_both_stores!(
+    many_concurrent_reads_of_rows_each_get_their_own_answer,
     appends_are_read_back_in_order_with_their_projections,
     a_conflicting_append_names_the_stream_and_leaves_no_trace,
     a_retried_append_with_its_idempotency_key_writes_once,

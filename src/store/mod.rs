@@ -7,6 +7,7 @@
 pub mod batch;
 mod migrations;
 mod postgres;
+mod row_reader;
 mod sqlite;
 mod writer;
 
