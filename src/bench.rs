@@ -252,7 +252,7 @@ async fn seed_delegation(bench: &BenchServer) -> Result<String, CliError> {
     })
     .map_err(|e| CliError::Usage(format!("minting a refresh token: {e}")))?;
     let request = AppendRequest::to_stream(
-        crate::grants::refresh::delegation_stream(&id),
+        crate::delegations::stream(&id),
         ExpectedVersion::NoStream,
         vec![created],
     )

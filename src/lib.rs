@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod delegations;
 pub mod grants;
 pub mod http;
 pub mod issuance;

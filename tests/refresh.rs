@@ -77,7 +77,7 @@ async fn seed(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)]) -
         .store
         .append(
             AppendRequest::to_stream(
-                refresh::delegation_stream(&id),
+                consent_ledger::delegations::stream(&id),
                 ExpectedVersion::NoStream,
                 vec![created],
             )

@@ -3,8 +3,7 @@
 
 use projections::Event;
 use projections::event::{
-    AuthContext, AuthorizationCodeIssued, ConsentDenied, ConsentGranted, DelegationCreated, GrantedScope,
-    UnixSeconds, V1,
+    AuthContext, AuthorizationCodeIssued, ConsentDenied, ConsentGranted, GrantedScope, UnixSeconds, V1,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -75,35 +74,6 @@ pub fn code(answer: Answer<'_>, decision: &Decision) -> Result<(String, AppendRe
         code,
         AppendRequest::to_stream(code_stream(&hash), ExpectedVersion::NoStream, vec![event]),
     ))
-}
-
-/// A new delegation holding what `decision` issues, for grants that mint tokens at once (implicit, code
-/// redemption). Returns its id and the append.
-pub fn delegation(
-    subject: &str,
-    client_id: &str,
-    decision: &Decision,
-    authorization_details: &Value,
-    auth: &AuthContext,
-    grant_type: &str,
-    now: UnixSeconds,
-) -> (String, AppendRequest) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let event = Event::DelegationCreated(DelegationCreated {
-        v: V1,
-        delegation_id: id.clone(),
-        subject: subject.to_owned(),
-        client_id: client_id.to_owned(),
-        scopes: granted(decision),
-        authorization_details: authorization_details.clone(),
-        claims: Value::Null,
-        auth: auth.clone(),
-        grant_type: grant_type.to_owned(),
-        at: now,
-    });
-    let request =
-        AppendRequest::to_stream(format!("delegation-{id}"), ExpectedVersion::NoStream, vec![event]);
-    (id, request)
 }
 
 /// What the user decided on the consent page: approval of some scopes, refusal of the rest, and what the

@@ -9,7 +9,7 @@ use base64::Engine;
 use projections::Event;
 use projections::clients::Client;
 use projections::codes::AuthorizationCode;
-use projections::event::{AuthorizationCodeRedeemed, DelegationRevoked, V1};
+use projections::event::{AuthorizationCodeRedeemed, V1};
 use projections::users::User;
 use sha2::{Digest, Sha256};
 
@@ -17,13 +17,13 @@ use super::refresh::{self, Minting};
 use super::{GrantType, TokenResponse, prepare_access_token};
 use crate::app::{App, now};
 use crate::authorize::issue::{self, code_hash, code_stream};
-use crate::issuance::{self, IssuanceRequest};
+use crate::delegations::{self, Creation, reason};
+use crate::issuance::IssuanceRequest;
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::constant_time_eq;
 use crate::oauth::form::Form;
 use crate::oidc::{self, IdTokenFor, OPENID};
-use crate::policy::external;
-use crate::store::{self, AppendError, AppendRequest, ExpectedVersion, RowFilter};
+use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
 /// RFC 7636 §4.1: 43 to 128 unreserved characters.
 fn is_verifier(v: &str) -> bool {
@@ -55,21 +55,8 @@ fn check_pkce(code: &AuthorizationCode, verifier: Option<&str>) -> Result<(), OA
 
 /// Revokes what a replayed code became, and refuses the request.
 async fn replayed(app: &App, delegation_id: &str) -> Result<TokenResponse, OAuthError> {
-    let event = Event::DelegationRevoked(DelegationRevoked {
-        v: V1,
-        delegation_id: delegation_id.to_owned(),
-        reason: "code_replay".into(),
-        at: now(),
-    });
-    super::record(
-        app,
-        AppendRequest::to_stream(
-            format!("delegation-{delegation_id}"),
-            ExpectedVersion::Any,
-            vec![event],
-        ),
-    )
-    .await?;
+    let revoked = delegations::revoke(delegation_id, reason::CODE_REPLAY, ExpectedVersion::Any, now());
+    super::record(app, revoked).await?;
     Err(OAuthError::InvalidGrant(
         "the code was already used; every token issued from it is revoked".into(),
     ))
@@ -103,17 +90,10 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
         None => {}
     }
     check_pkce(&code, form.get("code_verifier"))?;
-    let user: User = store::find::<User>(
-        store,
-        RowFilter {
-            subject: Some(&code.subject),
-            ..RowFilter::default()
-        },
-    )
-    .await?
-    .into_iter()
-    .find(User::is_enabled)
-    .ok_or_else(|| OAuthError::InvalidGrant("the user can no longer sign in".into()))?;
+    let user: User = crate::users::by_subject(store, &code.subject)
+        .await?
+        .filter(User::is_enabled)
+        .ok_or_else(|| OAuthError::InvalidGrant("the user can no longer sign in".into()))?;
 
     // The policy is evaluated again: what it denies now is not issued, even if the user approved it.
     let policy = app.policy();
@@ -123,22 +103,10 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
         .first()
         .filter(|a| client.spec.resources.contains(a))
         .map(String::as_str);
-    let fetched = external::fetch(
-        &app.http,
+    let decision = super::decide(
+        app,
         &policy,
-        external::Asking {
-            client: &client.spec,
-            subject: &user.subject,
-            grant_type: GrantType::AuthorizationCode.name(),
-            user_present: true,
-            requested: Some(&approved),
-            now,
-        },
-    )
-    .await;
-    let decision = issuance::decide(
-        &policy,
-        &IssuanceRequest {
+        IssuanceRequest {
             client,
             subject: &user.subject,
             subject_attributes: &user.attributes,
@@ -151,10 +119,11 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
             authorization_details: &code.authorization_details,
             consents: &[],
             approved_now: &approved,
-            external: &fetched,
+            external: &Default::default(),
             now,
         },
     )
+    .await
     .map_err(|e| match e {
         OAuthError::InvalidScope(_) => {
             OAuthError::InvalidGrant("nothing the code grants is allowed now".into())
@@ -167,15 +136,15 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
         ));
     }
 
-    let (delegation_id, created) = issue::delegation(
-        &user.subject,
-        &client.spec.client_id,
-        &decision,
-        &code.authorization_details,
-        &code.auth,
-        GrantType::AuthorizationCode.name(),
+    let (delegation_id, created) = delegations::create(Creation {
+        subject: &user.subject,
+        client_id: &client.spec.client_id,
+        scopes: &issue::granted(&decision),
+        authorization_details: &code.authorization_details,
+        auth: &code.auth,
+        grant_type: GrantType::AuthorizationCode.name(),
         now,
-    );
+    });
     let redeemed = AppendRequest::to_stream(
         code_stream(&hash),
         ExpectedVersion::Exact(1),

@@ -11,9 +11,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::issuance::{Decision, Policy};
+use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
+use crate::policy::external;
 use crate::store::{AppendRequest, ExpectedVersion};
 
 /// The grant types this server implements.
@@ -89,6 +90,35 @@ pub async fn dispatch(
             "implicit tokens come from the authorization endpoint".into(),
         )),
     }
+}
+
+/// Asks the policy's external decision points about `request`, then decides it. The one impure step
+/// before the pure decision, shared by every grant; `request.external` is replaced by what they answer.
+pub async fn decide(
+    app: &App,
+    policy: &Policy,
+    request: IssuanceRequest<'_>,
+) -> Result<Decision, OAuthError> {
+    let fetched = external::fetch(
+        &app.http,
+        policy,
+        external::Asking {
+            client: &request.client.spec,
+            subject: request.subject,
+            grant_type: request.grant_type,
+            user_present: request.user_present,
+            requested: request.requested,
+            now: request.now,
+        },
+    )
+    .await;
+    issuance::decide(
+        policy,
+        &IssuanceRequest {
+            external: &fetched,
+            ..request
+        },
+    )
 }
 
 /// Claims of an RFC 9068 JWT access token.

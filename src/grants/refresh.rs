@@ -3,22 +3,20 @@
 use projections::clients::Client;
 use projections::delegations::Delegation;
 use projections::event::{
-    DelegationRevoked, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated, ReuseAction,
-    UnixSeconds, V1,
+    RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated, ReuseAction, UnixSeconds, V1,
 };
 use projections::refresh_tokens::{RefreshStatus, RefreshToken};
-use projections::users::User;
 use projections::{Event, Metadata};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{GrantType, TokenResponse, prepare_access_token, record};
 use crate::app::{App, now};
-use crate::issuance::{self, IssuanceRequest};
+use crate::delegations;
+use crate::issuance::IssuanceRequest;
 use crate::oauth::form::Form;
 use crate::oauth::{OAuthError, scope};
-use crate::policy::external;
-use crate::store::{self, AppendError, AppendRequest, ExpectedVersion, RowFilter};
+use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
 /// The version of an active refresh token's stream: only its `RefreshTokenIssued`.
 const ACTIVE_VERSION: u64 = 1;
@@ -68,11 +66,6 @@ pub fn mint(m: Minting<'_>) -> Result<(String, AppendRequest), OAuthError> {
         value,
         AppendRequest::to_stream(stream(&token_hash), ExpectedVersion::NoStream, vec![event]),
     ))
-}
-
-/// The stream a delegation's events go to.
-pub fn delegation_stream(delegation_id: &str) -> String {
-    format!("delegation-{delegation_id}")
 }
 
 /// Rotates a refresh token and issues a new access token from its delegation.
@@ -184,7 +177,7 @@ async fn reuse(
         )
     };
     let ended = || invalid_grant("the grant behind this refresh token has ended");
-    let delegation_stream_id = delegation_stream(&token.delegation_id);
+    let delegation_stream_id = delegations::stream(&token.delegation_id);
     for _ in 0..ATTEMPTS {
         let version = app.store.stream_version(&delegation_stream_id).await?;
         let delegation: Option<Delegation> = store::get(app.store.as_ref(), &token.delegation_id).await?;
@@ -201,15 +194,11 @@ async fn reuse(
             record(app, request).await?;
             return Ok(pair.response);
         }
-        let revoked = AppendRequest::to_stream(
-            delegation_stream_id.clone(),
+        let revoked = delegations::revoke(
+            &delegation.delegation_id,
+            delegations::reason::REFRESH_TOKEN_REUSE,
             ExpectedVersion::Exact(version),
-            vec![Event::DelegationRevoked(DelegationRevoked {
-                v: V1,
-                delegation_id: delegation.delegation_id.clone(),
-                reason: "refresh_token_reuse".into(),
-                at: now,
-            })],
+            now,
         );
         let request = revoked
             .and(detected(ReuseAction::DelegationRevoked))
@@ -257,36 +246,16 @@ async fn issue_pair(
     }
     let wanted = requested.unwrap_or(&token.scopes);
     let subject = token.subject.as_str();
-    let users: Vec<User> = store::find(
-        app.store.as_ref(),
-        RowFilter {
-            subject: Some(subject),
-            ..RowFilter::default()
-        },
-    )
-    .await?;
-    let user = users.into_iter().next();
+    let user = crate::users::by_subject(app.store.as_ref(), subject).await?;
     if user.as_ref().is_some_and(|u| !u.is_enabled()) {
         return Err(invalid_grant("the user's account is disabled"));
     }
     let attributes = user.map_or(Value::Null, |u| u.attributes);
     let policy = app.policy();
-    let fetched = external::fetch(
-        &app.http,
+    let decision = super::decide(
+        app,
         &policy,
-        external::Asking {
-            client: &client.spec,
-            subject,
-            grant_type: GrantType::RefreshToken.name(),
-            user_present: false,
-            requested: Some(wanted),
-            now,
-        },
-    )
-    .await;
-    let decision = issuance::decide(
-        &policy,
-        &IssuanceRequest {
+        IssuanceRequest {
             client,
             subject,
             subject_attributes: &attributes,
@@ -300,10 +269,11 @@ async fn issue_pair(
             // Continuing a delegation: its own consent stands, and ledger consents are never consulted.
             consents: &[],
             approved_now: &[],
-            external: &fetched,
+            external: &Default::default(),
             now,
         },
     )
+    .await
     .map_err(|e| match (e, requested) {
         (OAuthError::InvalidScope(_), Some(_)) => {
             OAuthError::InvalidScope("the grant no longer holds the requested scopes".into())

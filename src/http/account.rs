@@ -20,7 +20,7 @@ use projections::Event;
 use projections::clients::Client;
 use projections::consents::{Consent, Decision};
 use projections::delegations::Delegation;
-use projections::event::{ConsentRevoked, DelegationRevoked, UnixSeconds, V1};
+use projections::event::{ConsentRevoked, UnixSeconds, V1};
 use serde::Deserialize;
 
 use super::csrf;
@@ -33,8 +33,7 @@ use crate::store::{self, AppendRequest, ExpectedVersion, RowFilter, StoreError};
 
 /// Where the page lives.
 const ACCOUNT: &str = "/account";
-/// The reason recorded when a user revokes a delegation here.
-pub const REVOKED_BY_USER: &str = "revoked_by_user";
+use crate::delegations::reason::REVOKED_BY_USER;
 
 /// This module's routes.
 pub fn routes() -> Router<AppRef> {
@@ -340,16 +339,11 @@ async fn revoke_delegation(
         // Already ended (another tab, a replayed code): nothing more to record.
         return see_other(ACCOUNT);
     }
-    let event = Event::DelegationRevoked(DelegationRevoked {
-        v: V1,
-        delegation_id: delegation.delegation_id.clone(),
-        reason: REVOKED_BY_USER.into(),
-        at: now(),
-    });
-    let request = AppendRequest::to_stream(
-        format!("delegation-{}", delegation.delegation_id),
+    let request = crate::delegations::revoke(
+        &delegation.delegation_id,
+        REVOKED_BY_USER,
         ExpectedVersion::Any,
-        vec![event],
+        now(),
     );
     append_as(&app, &session, request).await
 }

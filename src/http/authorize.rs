@@ -20,12 +20,11 @@ use crate::authorize::next_step::{self, Step};
 use crate::authorize::request::{self, AuthorizationRequest, Rejection, ResponseType, Settings};
 use crate::authorize::{details, issue, response};
 use crate::grants::{self, GrantType};
-use crate::issuance::{self, Decision, IssuanceRequest, Policy};
+use crate::issuance::{Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
 use crate::pages;
 use crate::policy::authorizer::Verdict;
-use crate::policy::external;
 use crate::sessions::{self, Session};
 use crate::store::{self, AppendRequest, RowFilter};
 
@@ -226,22 +225,10 @@ async fn decide(
         ResponseType::Code => GrantType::AuthorizationCode,
         ResponseType::Token => GrantType::Implicit,
     };
-    let fetched = external::fetch(
-        &app.http,
+    grants::decide(
+        app,
         policy,
-        external::Asking {
-            client: &signed.client.spec,
-            subject: &signed.user.subject,
-            grant_type: grant_type.name(),
-            user_present: true,
-            requested: request.scope.as_deref(),
-            now,
-        },
-    )
-    .await;
-    issuance::decide(
-        policy,
-        &IssuanceRequest {
+        IssuanceRequest {
             client: &signed.client,
             subject: &signed.user.subject,
             subject_attributes: &signed.user.attributes,
@@ -254,10 +241,11 @@ async fn decide(
             authorization_details: &request.authorization_details,
             consents: &consents,
             approved_now,
-            external: &fetched,
+            external: &Default::default(),
             now,
         },
     )
+    .await
 }
 
 /// Takes the request as far as it can go without the user: sign-in, step-up, consent page, or answer.
@@ -531,15 +519,15 @@ async fn implicit(
     decision: &Decision,
     also: AppendRequest,
 ) -> Result<Vec<(&'static str, String)>, OAuthError> {
-    let (delegation_id, created) = issue::delegation(
-        who.subject,
-        &signed.client.spec.client_id,
-        decision,
-        &who.request.authorization_details,
-        who.auth,
-        GrantType::Implicit.name(),
-        who.now,
-    );
+    let (delegation_id, created) = crate::delegations::create(crate::delegations::Creation {
+        subject: who.subject,
+        client_id: &signed.client.spec.client_id,
+        scopes: &issue::granted(decision),
+        authorization_details: &who.request.authorization_details,
+        auth: who.auth,
+        grant_type: GrantType::Implicit.name(),
+        now: who.now,
+    });
     let (token, recorded) = grants::prepare_access_token(
         app,
         policy,

@@ -5,12 +5,13 @@ use axum::http::{HeaderMap, StatusCode};
 use projections::Event;
 use projections::clients::Client;
 use projections::delegations::Delegation;
-use projections::event::{DelegationRevoked, RefreshTokenRevoked, TokenRevoked, UnixSeconds, V1};
+use projections::event::{RefreshTokenRevoked, TokenRevoked, UnixSeconds, V1};
 use projections::refresh_tokens::{RefreshStatus, RefreshToken};
 
 use super::client_auth::authenticate;
 use crate::access_tokens;
 use crate::app::{App, AppRef, now};
+use crate::delegations;
 use crate::grants::refresh;
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
@@ -83,7 +84,7 @@ async fn revoke_refresh_token(
         ) else {
             return Ok(());
         };
-        let delegation_stream = refresh::delegation_stream(&token.delegation_id);
+        let delegation_stream = delegations::stream(&token.delegation_id);
         let delegation_version = app.store.stream_version(&delegation_stream).await?;
         let delegation: Option<Delegation> = store::get(app.store.as_ref(), &token.delegation_id).await?;
         let mut request = AppendRequest::default();
@@ -102,15 +103,11 @@ async fn revoke_refresh_token(
         if let (Some(version), Some(d)) = (delegation_version, &delegation)
             && d.revoked.is_none()
         {
-            request = request.and(AppendRequest::to_stream(
-                delegation_stream,
+            request = request.and(delegations::revoke(
+                &token.delegation_id,
+                delegations::reason::REFRESH_TOKEN_REVOKED,
                 ExpectedVersion::Exact(version),
-                vec![Event::DelegationRevoked(DelegationRevoked {
-                    v: V1,
-                    delegation_id: token.delegation_id.clone(),
-                    reason: "refresh_token_revoked".into(),
-                    at: now,
-                })],
+                now,
             ));
         }
         if request.events.is_empty() {

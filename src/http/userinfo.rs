@@ -10,7 +10,6 @@ use projections::users::User;
 use crate::access_tokens;
 use crate::app::{AppRef, now};
 use crate::oidc::{OPENID, user_claims};
-use crate::store::{self, RowFilter};
 
 /// An RFC 6750 error: the status and a `WWW-Authenticate: Bearer` challenge naming it.
 fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -61,15 +60,8 @@ pub async fn userinfo(State(app): State<AppRef>, headers: HeaderMap) -> Response
             "the token was not granted openid",
         );
     }
-    let users = store::find::<User>(
-        app.store.as_ref(),
-        RowFilter {
-            subject: Some(&found.token.subject),
-            ..RowFilter::default()
-        },
-    )
-    .await;
-    match users.map(|u| u.into_iter().find(User::is_enabled)) {
+    let user = crate::users::by_subject(app.store.as_ref(), &found.token.subject).await;
+    match user.map(|u| u.filter(User::is_enabled)) {
         Ok(Some(user)) => {
             let mut r = Json(user_claims(&user, &found.token.scopes)).into_response();
             r.headers_mut()

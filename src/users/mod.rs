@@ -154,6 +154,15 @@ pub async fn get(store: &dyn EventStore, username: &str) -> Result<Option<User>,
     store::get(store, username).await
 }
 
+/// The user whose `sub` is `subject`: whom a token, code or delegation names.
+pub async fn by_subject(store: &dyn EventStore, subject: &str) -> Result<Option<User>, StoreError> {
+    let filter = store::RowFilter {
+        subject: Some(subject),
+        ..store::RowFilter::default()
+    };
+    Ok(store::find::<User>(store, filter).await?.into_iter().next())
+}
+
 async fn require(store: &dyn EventStore, username: &str) -> Result<User, UserError> {
     get(store, username)
         .await?
