@@ -55,11 +55,33 @@ async fn many_concurrent_reads_of_rows_each_get_their_own_answer(db: TestDb) {
         let id = ["a", "a", "b", "missing"][i % 4];
         tokio::spawn(async move { (id, store::get::<Token>(store.as_ref(), id).await.unwrap()) })
     });
+    let by_subject = (0..32).map(|i| {
+        let store = store.clone();
+        let subject = ["c1", "nobody"][i % 2];
+        tokio::spawn(async move {
+            let filter = store::RowFilter {
+                subject: Some(subject),
+                ..store::RowFilter::default()
+            };
+            (
+                subject,
+                store::find::<Token>(store.as_ref(), filter).await.unwrap(),
+            )
+        })
+    });
     for read in futures_util::future::join_all(reads).await {
         let (id, row) = read.unwrap();
         match id {
             "missing" => assert!(row.is_none()),
             _ => assert_eq!(row.unwrap().jti, id),
+        }
+    }
+    for read in futures_util::future::join_all(by_subject).await {
+        let (subject, rows) = read.unwrap();
+        let jtis: Vec<String> = rows.into_iter().map(|t| t.jti).collect();
+        match subject {
+            "c1" => assert_eq!(jtis, vec!["a", "b"]),
+            _ => assert!(jtis.is_empty()),
         }
     }
 }
