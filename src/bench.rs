@@ -263,10 +263,7 @@ async fn seed_delegation(bench: &BenchServer) -> Result<String, CliError> {
 
 async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Result<Report, CliError> {
     let concurrency = first.len() as u64;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency as usize)
-        .build()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let http = load_client(concurrency)?;
     let url = format!("{}/token", bench.base);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -277,7 +274,7 @@ async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Re
             bench.client_id.clone(),
             bench.secret.clone(),
         );
-        let share = count / concurrency + u64::from(t < count % concurrency);
+        let share = share_of(count, concurrency, t);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(share as usize);
             for _ in 0..share {
@@ -300,22 +297,7 @@ async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Re
             Ok(latencies)
         }));
     }
-    let mut all = Vec::with_capacity(count as usize);
-    for t in tasks {
-        all.extend(
-            t.await
-                .map_err(|e| CliError::Usage(e.to_string()))?
-                .map_err(CliError::Usage)?,
-        );
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    Ok(Report {
-        count,
-        elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-    })
+    report(count, started, tasks).await
 }
 
 /// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
@@ -345,17 +327,14 @@ async fn load(
     count: u64,
     concurrency: u64,
 ) -> Result<Report, CliError> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency as usize)
-        .build()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let http = load_client(concurrency)?;
     let url = format!("{base}/token");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let (http, url, client_id, secret) =
             (http.clone(), url.clone(), client_id.to_owned(), secret.to_owned());
-        let share = count / concurrency + u64::from(t < count % concurrency);
+        let share = share_of(count, concurrency, t);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(share as usize);
             for _ in 0..share {
@@ -377,13 +356,35 @@ async fn load(
             Ok(latencies)
         }));
     }
+    report(count, started, tasks).await
+}
+
+/// The HTTP client a load generator's workers share, keeping one connection per worker.
+fn load_client(concurrency: u64) -> Result<reqwest::Client, CliError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency as usize)
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// How many of `count` requests worker `t` of `concurrency` sends: an even split, the rest to the first.
+fn share_of(count: u64, concurrency: u64, t: u64) -> u64 {
+    count / concurrency + u64::from(t < count % concurrency)
+}
+
+/// Waits for every worker's latencies and reports the run that began at `started`.
+async fn report(
+    count: u64,
+    started: Instant,
+    workers: Vec<tokio::task::JoinHandle<Result<Vec<Duration>, String>>>,
+) -> Result<Report, CliError> {
     let mut all = Vec::with_capacity(count as usize);
-    for t in tasks {
-        all.extend(
-            t.await
-                .map_err(|e| CliError::Usage(e.to_string()))?
-                .map_err(CliError::Usage)?,
-        );
+    for w in workers {
+        let latencies = w
+            .await
+            .map_err(|e| CliError::Usage(format!("benchmark task failed: {e}")))?
+            .map_err(CliError::Usage)?;
+        all.extend(latencies);
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
@@ -451,7 +452,7 @@ async fn append(
     for t in 0..concurrency {
         let store = store.clone();
         let run = run.clone();
-        let share = count / concurrency + u64::from(t < count % concurrency);
+        let share = share_of(count, concurrency, t);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(share as usize);
             for i in 0..share {
@@ -471,28 +472,13 @@ async fn append(
                         let _ = writeln!(out, "ack {stream} {}", r.first_position);
                     }
                     Ok(_) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(format!("append failed: {e}")),
                 }
             }
             Ok(latencies)
         }));
     }
-    let mut all = Vec::with_capacity(count as usize);
-    for t in tasks {
-        let latencies = t
-            .await
-            .map_err(|e| CliError::Usage(format!("benchmark task failed: {e}")))?
-            .map_err(|e| CliError::Usage(format!("append failed: {e}")))?;
-        all.extend(latencies);
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    Ok(Report {
-        count,
-        elapsed,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-    })
+    report(count, started, tasks).await
 }
 
 /// Average time of one full issuance decision over 10 scopes with 3 authorizers each.

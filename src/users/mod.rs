@@ -163,6 +163,18 @@ pub async fn by_subject(store: &dyn EventStore, subject: &str) -> Result<Option<
     Ok(store::find::<User>(store, filter).await?.into_iter().next())
 }
 
+/// Appends one event to the user's stream (for changes any order of which is fine).
+async fn record(store: &dyn EventStore, username: &str, event: Event) -> Result<(), UserError> {
+    store
+        .append(AppendRequest::to_stream(
+            stream(username),
+            ExpectedVersion::Any,
+            vec![event],
+        ))
+        .await?;
+    Ok(())
+}
+
 async fn require(store: &dyn EventStore, username: &str) -> Result<User, UserError> {
     get(store, username)
         .await?
@@ -201,17 +213,16 @@ pub async fn set_password(
     store
         .off_ledger_put(PASSWORD_NAMESPACE, username, &phc, None, now)
         .await?;
-    store
-        .append(AppendRequest::to_stream(
-            stream(username),
-            ExpectedVersion::Any,
-            vec![Event::UserPasswordSet(UserPasswordSet {
-                v: V1,
-                username: username.to_owned(),
-                at: now,
-            })],
-        ))
-        .await?;
+    record(
+        store,
+        username,
+        Event::UserPasswordSet(UserPasswordSet {
+            v: V1,
+            username: username.to_owned(),
+            at: now,
+        }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -274,17 +285,16 @@ pub async fn enroll_totp(
     store
         .off_ledger_put(TOTP_NAMESPACE, username, &totp::base32_encode(&secret), None, now)
         .await?;
-    store
-        .append(AppendRequest::to_stream(
-            stream(username),
-            ExpectedVersion::Any,
-            vec![Event::UserTotpEnrolled(UserTotpEnrolled {
-                v: V1,
-                username: username.to_owned(),
-                at: now,
-            })],
-        ))
-        .await?;
+    record(
+        store,
+        username,
+        Event::UserTotpEnrolled(UserTotpEnrolled {
+            v: V1,
+            username: username.to_owned(),
+            at: now,
+        }),
+    )
+    .await?;
     Ok(secret)
 }
 
@@ -296,17 +306,16 @@ pub async fn remove_totp(store: &dyn EventStore, username: &str, now: UnixSecond
             "user {username} has no TOTP enrolled"
         )));
     }
-    store
-        .append(AppendRequest::to_stream(
-            stream(username),
-            ExpectedVersion::Any,
-            vec![Event::UserTotpRemoved(UserTotpRemoved {
-                v: V1,
-                username: username.to_owned(),
-                at: now,
-            })],
-        ))
-        .await?;
+    record(
+        store,
+        username,
+        Event::UserTotpRemoved(UserTotpRemoved {
+            v: V1,
+            username: username.to_owned(),
+            at: now,
+        }),
+    )
+    .await?;
     store.off_ledger_delete(TOTP_NAMESPACE, username).await?;
     store.off_ledger_delete(TOTP_USED_NAMESPACE, username).await?;
     Ok(())
