@@ -240,6 +240,7 @@ async fn seed_delegation(bench: &BenchServer) -> Result<String, CliError> {
         auth: AuthContext::default(),
         grant_type: "authorization_code".into(),
         at: now,
+        audience: vec![],
     });
     let (value, minted) = crate::grants::refresh::mint(crate::grants::refresh::Minting {
         delegation_id: &id,
@@ -547,6 +548,7 @@ decision := {"verdict": "allow"} if input.context.client.audience == "machine"
                 authorization_details: &serde_json::Value::Null,
                 consents: &[],
                 approved_now: &[],
+                fresh_since: None,
                 external: &external,
                 now: crate::app::now(),
             },
@@ -579,6 +581,7 @@ fn machine_client(
         resources: vec![],
         metadata,
         require_pushed_authorization_requests: false,
+        delegation_lifetime_seconds: None,
         refresh_reuse_grace_seconds: 0,
     }
 }

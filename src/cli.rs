@@ -247,6 +247,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 metadata: serde_json::Value::Null,
                 require_pushed_authorization_requests: false,
+                delegation_lifetime_seconds: None,
                 refresh_reuse_grace_seconds: 0,
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;

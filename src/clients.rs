@@ -155,6 +155,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         resources: c.resources.clone(),
         metadata: serde_json::Value::Null,
         require_pushed_authorization_requests: c.require_pushed_authorization_requests,
+        delegation_lifetime_seconds: c.delegation_lifetime_seconds,
         refresh_reuse_grace_seconds: c.refresh_reuse_grace_seconds,
     }
 }

@@ -86,6 +86,10 @@ pub struct TokenLifetimes {
     pub refresh_token_seconds: i64,
     #[serde(default = "default_id_token_lifetime")]
     pub id_token_seconds: i64,
+    /// How long a delegation can be refreshed at all, counted from its creation, however often its
+    /// refresh tokens rotate; then the user is asked again.
+    #[serde(default = "default_delegation_lifetime")]
+    pub delegation_lifetime_seconds: i64,
 }
 
 impl Default for TokenLifetimes {
@@ -94,8 +98,13 @@ impl Default for TokenLifetimes {
             access_token_seconds: default_access_lifetime(),
             refresh_token_seconds: default_refresh_lifetime(),
             id_token_seconds: default_id_token_lifetime(),
+            delegation_lifetime_seconds: default_delegation_lifetime(),
         }
     }
+}
+
+fn default_delegation_lifetime() -> i64 {
+    90 * 24 * 3600
 }
 
 fn default_refresh_lifetime() -> i64 {
@@ -222,6 +231,9 @@ pub struct ClientConfig {
     /// Seconds a rotated refresh token may be presented again for a fresh pair; 0 turns it off.
     #[serde(default)]
     pub refresh_reuse_grace_seconds: u32,
+    /// Absolute lifetime of this client's delegations; the server's `[tokens]` value when absent.
+    #[serde(default)]
+    pub delegation_lifetime_seconds: Option<i64>,
 }
 
 fn default_issuer() -> String {

@@ -32,6 +32,8 @@ pub struct Creation<'a> {
     pub authorization_details: &'a Value,
     pub auth: &'a AuthContext,
     pub grant_type: &'a str,
+    /// The RFC 8707 audiences granted.
+    pub audience: &'a [String],
     pub now: UnixSeconds,
 }
 
@@ -49,6 +51,7 @@ pub fn create(c: Creation<'_>) -> (String, AppendRequest) {
         auth: c.auth.clone(),
         grant_type: c.grant_type.to_owned(),
         at: c.now,
+        audience: c.audience.to_vec(),
     });
     let request = AppendRequest::to_stream(stream(&id), ExpectedVersion::NoStream, vec![event]);
     (id, request)

@@ -62,6 +62,7 @@ async fn seed(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)]) -
         },
         grant_type: "authorization_code".into(),
         at: now,
+        audience: vec![],
     });
     let (value, minted) = refresh::mint(Minting {
         delegation_id: &id,

@@ -25,6 +25,12 @@ pub struct AuthorizationCode {
     pub expires_at: UnixSeconds,
     /// The delegation the code became, once redeemed; a second redemption is a replay.
     pub redeemed_into: Option<String>,
+    /// When the authorization request arrived.
+    #[serde(default)]
+    pub requested_at: Option<UnixSeconds>,
+    /// Whether the token request must repeat the `redirect_uri`.
+    #[serde(default)]
+    pub redirect_uri_in_request: bool,
 }
 
 impl Projection for AuthorizationCode {
@@ -55,6 +61,8 @@ impl Projection for AuthorizationCode {
                 issued_at: e.issued_at,
                 expires_at: e.expires_at,
                 redeemed_into: None,
+                requested_at: e.requested_at,
+                redirect_uri_in_request: e.redirect_uri_in_request,
             }),
             (Event::AuthorizationCodeRedeemed(e), Some(c)) if c.redeemed_into.is_none() => {
                 Some(AuthorizationCode {

@@ -29,6 +29,9 @@ pub struct Delegation {
     pub created_position: u64,
     pub last_used_at: UnixSeconds,
     pub revoked: Option<Revocation>,
+    /// The audiences granted (empty for delegations recorded before audiences were).
+    #[serde(default)]
+    pub audience: Vec<String>,
 }
 
 impl Delegation {
@@ -74,6 +77,7 @@ impl Projection for Delegation {
                 created_position: event.position,
                 last_used_at: e.at,
                 revoked: None,
+                audience: e.audience.clone(),
             }),
             // A revoked delegation is final: nothing widens it again.
             (Event::DelegationScopesChanged(e), Some(d)) if d.revoked.is_none() => Some(Delegation {

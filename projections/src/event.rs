@@ -157,6 +157,10 @@ pub struct ClientSpec {
     /// Authorization requests must arrive by PAR (RFC 9126).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// How long a delegation of this client can be refreshed at all, from its creation, before the user
+    /// must be asked again; `None` takes the server's `[tokens] delegation_lifetime_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_lifetime_seconds: Option<i64>,
     /// A rotated refresh token presented again within this many seconds gets a fresh pair instead of
     /// revoking the delegation; 0 (the default) turns the grace window off.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -258,6 +262,10 @@ pub struct DelegationCreated {
     pub auth: AuthContext,
     pub grant_type: String,
     pub at: UnixSeconds,
+    /// The RFC 8707 audiences granted; tokens from the delegation may narrow them, never change them.
+    /// Empty in delegations recorded before audiences were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
 }
 
 /// The set of scopes a delegation holds was replaced (narrowed, extended, or expiries changed).
@@ -492,6 +500,13 @@ pub struct AuthorizationCodeIssued {
     pub policy_version: Option<String>,
     pub issued_at: UnixSeconds,
     pub expires_at: UnixSeconds,
+    /// When the authorization request arrived: a sign-in since then was fresh for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<UnixSeconds>,
+    /// Whether the authorization request named its `redirect_uri`, which the token request must then
+    /// repeat (RFC 6749 §4.1.3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_uri_in_request: bool,
 }
 
 /// An authorization code was exchanged and became `delegation_id`.

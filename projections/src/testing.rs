@@ -54,6 +54,7 @@ fn client(n: u8, name: String, third: bool) -> ClientSpec {
         resources: vec![],
         metadata: json!({"n": n}),
         require_pushed_authorization_requests: false,
+        delegation_lifetime_seconds: None,
         refresh_reuse_grace_seconds: u32::from(n) * 10,
     }
 }
@@ -117,6 +118,7 @@ pub fn event() -> impl Strategy<Value = Event> {
                 },
                 grant_type: "authorization_code".into(),
                 at,
+                audience: vec!["https://api.example".into()],
             })
         }),
         (n.clone(), granted(), at.clone()).prop_map(|(d, scopes, at)| {
@@ -294,6 +296,8 @@ fn user_and_code_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl
                 policy_version: None,
                 issued_at: at,
                 expires_at: at + 60,
+                requested_at: Some(at - 5),
+                redirect_uri_in_request: c % 2 == 0,
             })
         }),
         (0u8..8, n.clone(), at.clone()).prop_map(|(c, d, at)| Event::AuthorizationCodeRedeemed(

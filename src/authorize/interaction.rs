@@ -74,15 +74,24 @@ pub async fn push(app: &App, pushed: &Pushed, now: UnixSeconds) -> Result<String
     Ok(format!("{REQUEST_URI_PREFIX}{id}"))
 }
 
-/// Takes the pushed request a `request_uri` names: each can be used once.
+/// Takes the pushed request a `request_uri` names for `client_id`: each can be used once, and only by
+/// the client that pushed it. Another client's attempt leaves it in place (RFC 9126 §4).
 pub async fn take_pushed(
     app: &App,
     request_uri: &str,
+    client_id: &str,
     now: UnixSeconds,
 ) -> Result<Option<Pushed>, StoreError> {
     let Some(id) = request_uri.strip_prefix(REQUEST_URI_PREFIX) else {
         return Ok(None);
     };
+    let Some(json) = app.store.off_ledger_get(PUSHED, id, now).await? else {
+        return Ok(None);
+    };
+    let pushed: Pushed = serde_json::from_str(&json).map_err(corrupt)?;
+    if pushed.client_id != client_id {
+        return Ok(None);
+    }
     match app.store.off_ledger_take(PUSHED, id, now).await? {
         Some(json) => Ok(Some(serde_json::from_str(&json).map_err(corrupt)?)),
         None => Ok(None),

@@ -69,6 +69,8 @@ pub fn code(answer: Answer<'_>, decision: &Decision) -> Result<(String, AppendRe
         policy_version: Some(answer.policy_version.to_owned()),
         issued_at: answer.now,
         expires_at: answer.now + CODE_SECONDS,
+        requested_at: Some(r.created_at),
+        redirect_uri_in_request: r.redirect_uri_given,
     });
     Ok((
         code,

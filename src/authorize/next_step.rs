@@ -46,7 +46,9 @@ pub fn authentication(
         });
     };
     let auth_time = session.auth.auth_time.unwrap_or(0);
-    let too_old = request.max_age.is_some_and(|max| auth_time + max < now);
+    let too_old = request
+        .max_age
+        .is_some_and(|max| auth_time.saturating_add(max) < now);
     if (request.prompt.login && !fresh_for(request, session)) || too_old {
         return Some(if none {
             Step::Fail(OAuthError::LoginRequired(
@@ -161,6 +163,7 @@ mod tests {
             authorization_details: Value::Null,
             resource: None,
             created_at: 1_000,
+            redirect_uri_given: true,
         }
     }
 

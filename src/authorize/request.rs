@@ -68,6 +68,9 @@ pub struct AuthorizationRequest {
     /// RFC 8707.
     pub resource: Option<String>,
     pub created_at: UnixSeconds,
+    /// Whether the request named its `redirect_uri` (else the only registered one was used).
+    #[serde(default)]
+    pub redirect_uri_given: bool,
 }
 
 /// Why a request is refused, and where the refusal goes.
@@ -106,6 +109,9 @@ fn redirect_uri(client: &Client, given: Option<&str>) -> Option<String> {
         None => None,
     }
 }
+
+/// The largest `max_age` accepted: ten years. Larger values mean nothing a clock can measure.
+pub const MAX_AGE_MAX: i64 = 315_360_000;
 
 /// Validates `params` for `client` (`None`: unknown or disabled).
 pub fn validate(
@@ -216,8 +222,8 @@ pub fn validate(
         Some(v) => Some(
             v.parse::<i64>()
                 .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| invalid("max_age must be a non-negative integer"))?,
+                .filter(|n| (0..=MAX_AGE_MAX).contains(n))
+                .ok_or_else(|| invalid("max_age must be an integer from 0 to 315360000 (ten years)"))?,
         ),
         None => None,
     };
@@ -262,6 +268,7 @@ pub fn validate(
         authorization_details,
         resource: get("resource").map(str::to_owned),
         created_at: now,
+        redirect_uri_given: get("redirect_uri").is_some(),
     })
 }
 
@@ -290,6 +297,7 @@ mod tests {
                 resources: vec![],
                 metadata: Value::Null,
                 require_pushed_authorization_requests: false,
+                delegation_lifetime_seconds: None,
                 refresh_reuse_grace_seconds: 0,
             },
             registered_at: 0,

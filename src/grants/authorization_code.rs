@@ -13,16 +13,19 @@ use projections::event::{AuthorizationCodeRedeemed, V1};
 use projections::users::User;
 use sha2::{Digest, Sha256};
 
+use projections::event::UnixSeconds;
+
 use super::refresh::{self, Minting};
 use super::{GrantType, TokenResponse, prepare_access_token};
 use crate::app::{App, now};
 use crate::authorize::issue::{self, code_hash, code_stream};
 use crate::delegations::{self, Creation, reason};
-use crate::issuance::IssuanceRequest;
+use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::constant_time_eq;
 use crate::oauth::form::Form;
 use crate::oidc::{self, IdTokenFor, OPENID};
+use crate::policy::external::{self, External};
 use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
 /// RFC 7636 §4.1: 43 to 128 unreserved characters.
@@ -53,9 +56,160 @@ fn check_pkce(code: &AuthorizationCode, verifier: Option<&str>) -> Result<(), OA
     }
 }
 
+/// The token request's parameters for a redemption.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub redirect_uri: Option<&'a str>,
+    pub code_verifier: Option<&'a str>,
+}
+
+/// What a redemption is decided on, read before deciding.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The code the request names, if this client holds such a code.
+    pub code: Option<AuthorizationCode>,
+    /// The user the code was issued to.
+    pub user: Option<User>,
+    /// What the policy's external decision points answered.
+    pub external: External,
+}
+
+/// What a redemption becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new delegation holding what `decision` grants, and its tokens.
+    Redeem(Box<Decision>),
+    /// The code was used before: what it became is revoked (RFC 6749 §4.1.2).
+    Replay { delegation_id: String },
+}
+
+fn unknown_code() -> OAuthError {
+    OAuthError::InvalidGrant("the code is unknown, expired, or not this client's".into())
+}
+
+/// Decides a redemption: replay, expiry, the redirect URI, PKCE and the account, then the policy again
+/// (what it denies now is not issued, even if the user approved it). Pure.
+pub fn decide(
+    policy: &Policy,
+    client: &Client,
+    facts: &Facts,
+    request: Request<'_>,
+    now: UnixSeconds,
+) -> Result<Outcome, OAuthError> {
+    let code = facts
+        .code
+        .as_ref()
+        .filter(|c| c.client_id == client.spec.client_id)
+        .ok_or_else(unknown_code)?;
+    if let Some(delegation_id) = &code.redeemed_into {
+        return Ok(Outcome::Replay {
+            delegation_id: delegation_id.clone(),
+        });
+    }
+    if now >= code.expires_at {
+        return Err(unknown_code());
+    }
+    // RFC 6749 §4.1.3: required when the authorization request named it, and then identical.
+    match request.redirect_uri {
+        Some(uri) if uri == code.redirect_uri => {}
+        Some(_) => return Err(OAuthError::InvalidGrant("redirect_uri does not match".into())),
+        None if code.redirect_uri_in_request => {
+            return Err(OAuthError::InvalidRequest(
+                "missing parameter redirect_uri: the authorization request named one".into(),
+            ));
+        }
+        None => {}
+    }
+    check_pkce(code, request.code_verifier)?;
+    let user = facts
+        .user
+        .as_ref()
+        .filter(|u| u.is_enabled() && u.subject == code.subject)
+        .ok_or_else(|| OAuthError::InvalidGrant("the user can no longer sign in".into()))?;
+    let approved: Vec<String> = code.scopes.iter().map(|s| s.scope.clone()).collect();
+    let resource = code
+        .audience
+        .first()
+        .filter(|a| client.spec.resources.contains(a))
+        .map(String::as_str);
+    let nothing_left = || OAuthError::InvalidGrant("nothing the code grants is allowed now".into());
+    let decision = issuance::decide(
+        policy,
+        &IssuanceRequest {
+            client,
+            subject: &user.subject,
+            subject_attributes: &user.attributes,
+            requested: Some(&approved),
+            resource,
+            grant_type: GrantType::AuthorizationCode.name(),
+            // The decision the code carries was made with the user present; their answers stand, and a
+            // step-up is met only by the authentication the code recorded.
+            user_present: true,
+            auth: &code.auth,
+            delegation: None,
+            authorization_details: &code.authorization_details,
+            consents: &[],
+            approved_now: &approved,
+            fresh_since: code.requested_at,
+            external: &facts.external,
+            now,
+        },
+    )
+    .map_err(|e| match e {
+        OAuthError::InvalidScope(_) => nothing_left(),
+        other => other,
+    })?;
+    if decision.scopes.is_empty() {
+        return Err(nothing_left());
+    }
+    Ok(Outcome::Redeem(Box::new(decision)))
+}
+
+/// Reads what [`decide`] needs: the code, its user, and the external decision points' verdicts.
+async fn fetch(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    hash: &str,
+    now: UnixSeconds,
+) -> Result<Facts, OAuthError> {
+    let store = app.store.as_ref();
+    let code: Option<AuthorizationCode> = store::get(store, hash)
+        .await?
+        .filter(|c: &AuthorizationCode| c.client_id == client.spec.client_id);
+    let Some(code) = code else {
+        return Ok(Facts::default());
+    };
+    let user = crate::users::by_subject(store, &code.subject).await?;
+    let approved: Vec<String> = code.scopes.iter().map(|s| s.scope.clone()).collect();
+    let external = match (&user, &code.redeemed_into) {
+        (Some(user), None) => {
+            external::fetch(
+                &app.http,
+                policy,
+                external::Asking {
+                    client: &client.spec,
+                    subject: &user.subject,
+                    grant_type: GrantType::AuthorizationCode.name(),
+                    user_present: true,
+                    requested: Some(&approved),
+                    now,
+                },
+            )
+            .await
+        }
+        _ => External::default(),
+    };
+    Ok(Facts {
+        code: Some(code),
+        user,
+        external,
+    })
+}
+
 /// Revokes what a replayed code became, and refuses the request.
-async fn replayed(app: &App, delegation_id: &str) -> Result<TokenResponse, OAuthError> {
-    let revoked = delegations::revoke(delegation_id, reason::CODE_REPLAY, ExpectedVersion::Any, now());
+async fn replayed(app: &App, delegation_id: &str, now: UnixSeconds) -> Result<TokenResponse, OAuthError> {
+    let revoked = delegations::revoke(delegation_id, reason::CODE_REPLAY, ExpectedVersion::Any, now);
     super::record(app, revoked).await?;
     Err(OAuthError::InvalidGrant(
         "the code was already used; every token issued from it is revoked".into(),
@@ -63,105 +217,63 @@ async fn replayed(app: &App, delegation_id: &str) -> Result<TokenResponse, OAuth
 }
 
 /// Exchanges a code for an access token, a refresh token (when the client may refresh) and, when
-/// `openid` was granted, an ID token.
+/// `openid` was granted, an ID token: fetch, [`decide`], record.
 pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenResponse, OAuthError> {
-    let store = app.store.as_ref();
     let hash = code_hash(form.require("code")?);
     let now = now();
-    let invalid = || OAuthError::InvalidGrant("the code is unknown, expired, or not this client's".into());
-    let code: AuthorizationCode = store::get(store, &hash)
-        .await?
-        .filter(|c: &AuthorizationCode| c.client_id == client.spec.client_id)
-        .ok_or_else(invalid)?;
-    if let Some(delegation_id) = &code.redeemed_into {
-        return replayed(app, delegation_id).await;
-    }
-    if now >= code.expires_at {
-        return Err(invalid());
-    }
-    match form.get("redirect_uri") {
-        Some(uri) if uri == code.redirect_uri => {}
-        Some(_) => return Err(OAuthError::InvalidGrant("redirect_uri does not match".into())),
-        None if client.spec.redirect_uris.len() > 1 => {
-            return Err(OAuthError::InvalidRequest(
-                "missing parameter redirect_uri".into(),
-            ));
-        }
-        None => {}
-    }
-    check_pkce(&code, form.get("code_verifier"))?;
-    let user: User = crate::users::by_subject(store, &code.subject)
-        .await?
-        .filter(User::is_enabled)
-        .ok_or_else(|| OAuthError::InvalidGrant("the user can no longer sign in".into()))?;
-
-    // The policy is evaluated again: what it denies now is not issued, even if the user approved it.
     let policy = app.policy();
-    let approved: Vec<String> = code.scopes.iter().map(|s| s.scope.clone()).collect();
-    let resource = code
-        .audience
-        .first()
-        .filter(|a| client.spec.resources.contains(a))
-        .map(String::as_str);
-    let decision = super::decide(
-        app,
-        &policy,
-        IssuanceRequest {
-            client,
-            subject: &user.subject,
-            subject_attributes: &user.attributes,
-            requested: Some(&approved),
-            resource,
-            grant_type: GrantType::AuthorizationCode.name(),
-            user_present: true,
-            auth: &code.auth,
-            delegation: None,
-            authorization_details: &code.authorization_details,
-            consents: &[],
-            approved_now: &approved,
-            external: &Default::default(),
-            now,
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        OAuthError::InvalidScope(_) => {
-            OAuthError::InvalidGrant("nothing the code grants is allowed now".into())
-        }
-        other => other,
-    })?;
-    if decision.scopes.is_empty() {
-        return Err(OAuthError::InvalidGrant(
-            "nothing the code grants is allowed now".into(),
-        ));
+    let facts = fetch(app, &policy, client, &hash, now).await?;
+    let request = Request {
+        redirect_uri: form.get("redirect_uri"),
+        code_verifier: form.get("code_verifier"),
+    };
+    match decide(&policy, client, &facts, request, now)? {
+        Outcome::Replay { delegation_id } => replayed(app, &delegation_id, now).await,
+        Outcome::Redeem(decision) => record(app, &policy, client, &facts, &hash, &decision, now).await,
     }
+}
 
+/// Records a redemption: the delegation, the code's end, the access token, and the refresh and ID
+/// tokens, in one append that expects the code unredeemed.
+async fn record(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    facts: &Facts,
+    hash: &str,
+    decision: &Decision,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
+    let (Some(code), Some(user)) = (&facts.code, &facts.user) else {
+        return Err(unknown_code());
+    };
     let (delegation_id, created) = delegations::create(Creation {
         subject: &user.subject,
         client_id: &client.spec.client_id,
-        scopes: &issue::granted(&decision),
+        scopes: &issue::granted(decision),
         authorization_details: &code.authorization_details,
         auth: &code.auth,
         grant_type: GrantType::AuthorizationCode.name(),
+        audience: &decision.audience,
         now,
     });
     let redeemed = AppendRequest::to_stream(
-        code_stream(&hash),
+        code_stream(hash),
         ExpectedVersion::Exact(1),
         vec![Event::AuthorizationCodeRedeemed(AuthorizationCodeRedeemed {
             v: V1,
-            code_hash: hash.clone(),
+            code_hash: hash.to_owned(),
             delegation_id: delegation_id.clone(),
             at: now,
         })],
     );
     let (mut response, access) = prepare_access_token(
         app,
-        &policy,
+        policy,
         client,
         &user.subject,
         GrantType::AuthorizationCode,
-        &decision,
+        decision,
         Some(delegation_id.clone()),
     )
     .await?;
@@ -190,7 +302,7 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
             app,
             IdTokenFor {
                 client,
-                user: &user,
+                user,
                 auth: &code.auth,
                 nonce: code.nonce.as_deref(),
                 scopes: &scopes,
@@ -206,13 +318,15 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
     match app.store.append(append).await {
         Ok(_) => Ok(response),
         // Another request redeemed the code first: this one is the replay.
-        Err(AppendError::Conflict { .. }) => match store::get::<AuthorizationCode>(store, &hash).await? {
-            Some(AuthorizationCode {
-                redeemed_into: Some(d),
-                ..
-            }) => replayed(app, &d).await,
-            _ => Err(invalid()),
-        },
+        Err(AppendError::Conflict { .. }) => {
+            match store::get::<AuthorizationCode>(app.store.as_ref(), hash).await? {
+                Some(AuthorizationCode {
+                    redeemed_into: Some(d),
+                    ..
+                }) => replayed(app, &d, now).await,
+                _ => Err(unknown_code()),
+            }
+        }
         Err(AppendError::Store(e)) => Err(e.into()),
         Err(other) => Err(OAuthError::internal("recording the code exchange", other)),
     }

@@ -56,6 +56,7 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
             authorization_details: &authorization_details,
             consents: &consents,
             approved_now: &[],
+            fresh_since: None,
             external: &Default::default(),
             now,
         },

@@ -10,12 +10,15 @@ use projections::{Event, Metadata};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use projections::users::User;
+
 use super::{GrantType, TokenResponse, prepare_access_token, record};
 use crate::app::{App, now};
 use crate::delegations;
-use crate::issuance::IssuanceRequest;
+use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::form::Form;
 use crate::oauth::{OAuthError, scope};
+use crate::policy::external::{self, External};
 use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
 /// The version of an active refresh token's stream: only its `RefreshTokenIssued`.
@@ -68,49 +71,243 @@ pub fn mint(m: Minting<'_>) -> Result<(String, AppendRequest), OAuthError> {
     ))
 }
 
-/// Rotates a refresh token and issues a new access token from its delegation.
+/// The refresh request's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// RFC 6749 §6 `scope`: narrows what the refresh token carries.
+    pub scope: Option<&'a [String]>,
+    /// RFC 8707 `resource`: narrows the delegation's audiences.
+    pub resource: Option<&'a str>,
+}
+
+/// What a refresh is decided on, read before deciding.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub token: Option<RefreshToken>,
+    pub delegation: Option<Delegation>,
+    /// The version of the delegation's stream, which a revocation expects.
+    pub delegation_version: Option<u64>,
+    /// The delegation's subject, when it is a local user.
+    pub user: Option<User>,
+    pub external: External,
+}
+
+/// Server settings a refresh is decided under.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `[tokens] delegation_lifetime_seconds`, unless the client sets its own.
+    pub delegation_lifetime_seconds: i64,
+}
+
+/// What a refresh becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// An active token: replace it by a successor and issue `decision`.
+    Rotate(Box<Decision>),
+    /// A rotated token presented again within the client's grace window: a fresh pair.
+    GraceReissue(Box<Decision>),
+    /// A rotated token presented again past any grace window: the delegation ends (RFC 9700 §4.14).
+    RevokeDelegation(RevocationReason),
+}
+
+/// Why a refresh ends a delegation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    RefreshTokenReuse,
+}
+
+impl RevocationReason {
+    fn recorded(self) -> &'static str {
+        match self {
+            RevocationReason::RefreshTokenReuse => delegations::reason::REFRESH_TOKEN_REUSE,
+        }
+    }
+}
+
+/// The instant a delegation stops being refreshable, however its tokens rotate.
+pub fn delegation_end(delegation: &Delegation, client: &Client, settings: Settings) -> UnixSeconds {
+    let lifetime = client
+        .spec
+        .delegation_lifetime_seconds
+        .unwrap_or(settings.delegation_lifetime_seconds);
+    delegation.created_at.saturating_add(lifetime)
+}
+
+/// Decides a refresh. Pure: the token's status, the delegation's state and lifetime, the account, the
+/// requested narrowing, then the policy in force (re-evaluated: what it denies now is not issued).
+pub fn decide(
+    policy: &Policy,
+    client: &Client,
+    settings: Settings,
+    facts: &Facts,
+    request: Request<'_>,
+    now: UnixSeconds,
+) -> Result<Outcome, OAuthError> {
+    // A token of another client is as unknown to this one as a made-up value.
+    let token = facts
+        .token
+        .as_ref()
+        .filter(|t| t.client_id == client.spec.client_id && client.is_enabled())
+        .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    if token.expires_at.is_some_and(|exp| now >= exp) {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let rotated_at = match &token.status {
+        RefreshStatus::Revoked { .. } => return Err(invalid_grant("the refresh token was revoked")),
+        RefreshStatus::Rotated { at, .. } => Some(*at),
+        RefreshStatus::Active => None,
+    };
+    let ended = || invalid_grant("the grant behind this refresh token has ended");
+    let delegation = facts
+        .delegation
+        .as_ref()
+        .filter(|d| d.delegation_id == token.delegation_id && d.client_id == token.client_id)
+        .filter(|d| d.revoked.is_none())
+        .ok_or_else(ended)?;
+    if let Some(rotated_at) = rotated_at {
+        let grace = i64::from(client.spec.refresh_reuse_grace_seconds);
+        let within_grace = grace > 0 && now.saturating_sub(rotated_at) <= grace;
+        if !within_grace || !delegation.is_active_at(now) {
+            return Ok(Outcome::RevokeDelegation(RevocationReason::RefreshTokenReuse));
+        }
+    }
+    if !delegation.is_active_at(now) {
+        return Err(ended());
+    }
+    if now >= delegation_end(delegation, client, settings) {
+        return Err(invalid_grant(
+            "the grant has reached its absolute lifetime; the user must authorize the client again",
+        ));
+    }
+    if facts.user.as_ref().is_some_and(|u| !u.is_enabled()) {
+        return Err(invalid_grant("the user's account is disabled"));
+    }
+    // RFC 6749 §6: a requested scope may only narrow what the refresh token carries.
+    if let Some(extra) = request
+        .scope
+        .and_then(|r| r.iter().find(|s| !token.scopes.contains(s)))
+    {
+        return Err(OAuthError::InvalidScope(format!(
+            "{extra} is not in the refresh token's scope"
+        )));
+    }
+    let wanted = request.scope.unwrap_or(&token.scopes);
+    let attributes = facts.user.as_ref().map_or(&Value::Null, |u| &u.attributes);
+    let decision = issuance::decide(
+        policy,
+        &IssuanceRequest {
+            client,
+            subject: &token.subject,
+            subject_attributes: attributes,
+            requested: Some(wanted),
+            resource: request.resource,
+            grant_type: GrantType::RefreshToken.name(),
+            user_present: false,
+            auth: &delegation.auth,
+            delegation: Some(delegation),
+            authorization_details: &delegation.authorization_details,
+            // Continuing a delegation: its own consent stands, and ledger consents are never consulted.
+            consents: &[],
+            approved_now: &[],
+            fresh_since: None,
+            external: &facts.external,
+            now,
+        },
+    )
+    .map_err(|e| match (e, request.scope) {
+        (OAuthError::InvalidScope(_), Some(_)) => {
+            OAuthError::InvalidScope("the grant no longer holds the requested scopes".into())
+        }
+        (OAuthError::InvalidScope(_), None) => {
+            invalid_grant("the grant no longer holds any of this refresh token's scopes")
+        }
+        (other, _) => other,
+    })?;
+    Ok(match rotated_at {
+        None => Outcome::Rotate(Box::new(decision)),
+        Some(_) => Outcome::GraceReissue(Box::new(decision)),
+    })
+}
+
+/// Reads what [`decide`] needs about the presented token.
+async fn fetch(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    token_hash: &str,
+    request: Request<'_>,
+    now: UnixSeconds,
+) -> Result<Facts, OAuthError> {
+    let store = app.store.as_ref();
+    let token: Option<RefreshToken> = store::get(store, token_hash).await?;
+    let Some(token) = token.filter(|t| t.client_id == client.spec.client_id) else {
+        return Ok(Facts::default());
+    };
+    let delegation_stream = delegations::stream(&token.delegation_id);
+    let delegation_version = store.stream_version(&delegation_stream).await?;
+    let delegation: Option<Delegation> = store::get(store, &token.delegation_id).await?;
+    let user = crate::users::by_subject(store, &token.subject).await?;
+    let external = external::fetch(
+        &app.http,
+        policy,
+        external::Asking {
+            client: &client.spec,
+            subject: &token.subject,
+            grant_type: GrantType::RefreshToken.name(),
+            user_present: false,
+            requested: Some(request.scope.unwrap_or(&token.scopes)),
+            now,
+        },
+    )
+    .await;
+    Ok(Facts {
+        token: Some(token),
+        delegation,
+        delegation_version,
+        user,
+        external,
+    })
+}
+
+/// Rotates a refresh token and issues a new access token from its delegation: fetch, [`decide`],
+/// record.
 ///
 /// An active token is replaced by a successor in one append that also records the access token; the
 /// append expects the token's stream to hold nothing but the token's issuance, so of several
 /// concurrent refreshes (in this process or another sharing the database) exactly one rotates it. The
 /// others, and any later presentation of the rotated token, are reuse (RFC 9700 §4.14): within the
 /// client's grace window a fresh pair is issued in the same delegation, otherwise the delegation is
-/// revoked.
+/// revoked. A revocation expects the delegation's stream at the version read, so of several concurrent
+/// reuses exactly one records it; the others read again and find it ended.
 pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenResponse, OAuthError> {
     let presented = form.require("refresh_token")?;
     let limits = &app.config.limits;
-    let requested = form
+    let scope = form
         .get("scope")
         .map(|s| scope::parse(s, limits.scopes_per_request_max, limits.scope_len_max))
         .transpose()?;
+    let request = Request {
+        scope: scope.as_deref(),
+        resource: form.get("resource"),
+    };
+    let settings = Settings {
+        delegation_lifetime_seconds: app.config.tokens.delegation_lifetime_seconds,
+    };
     let token_hash = hash(presented);
-    let stream_id = stream(&token_hash);
     for _ in 0..ATTEMPTS {
         let now = now();
-        let token: Option<RefreshToken> = store::get(app.store.as_ref(), &token_hash).await?;
-        let Some(token) = token else {
+        let policy = app.policy();
+        let facts = fetch(app, &policy, client, &token_hash, request, now).await?;
+        let outcome = decide(&policy, client, settings, &facts, request, now)?;
+        let (Some(token), Some(delegation)) = (&facts.token, &facts.delegation) else {
             return Err(invalid_grant("unknown refresh token"));
         };
-        // A token of another client is as unknown to this one as a made-up value.
-        if token.client_id != client.spec.client_id || !client.is_enabled() {
-            return Err(invalid_grant("unknown refresh token"));
-        }
-        if token.expires_at.is_some_and(|exp| now >= exp) {
-            return Err(invalid_grant("the refresh token has expired"));
-        }
-        let rotated_at = match &token.status {
-            RefreshStatus::Revoked { .. } => return Err(invalid_grant("the refresh token was revoked")),
-            RefreshStatus::Rotated { at, .. } => *at,
-            RefreshStatus::Active => {
-                let delegation: Option<Delegation> =
-                    store::get(app.store.as_ref(), &token.delegation_id).await?;
-                let delegation = delegation
-                    .filter(|d| d.client_id == token.client_id && d.is_active_at(now))
-                    .ok_or_else(|| invalid_grant("the grant behind this refresh token has ended"))?;
+        let recorded = match outcome {
+            Outcome::Rotate(decision) => {
                 let pair =
-                    issue_pair(app, client, &token, &delegation, requested.as_deref(), form, now).await?;
+                    issue_pair(app, &policy, client, token, delegation, &decision, settings, now).await?;
                 let rotation = AppendRequest::to_stream(
-                    stream_id.clone(),
+                    stream(&token_hash),
                     // Every event but `RefreshTokenIssued` changes the status, so an active token's stream
                     // is at version 1; a rotation, revocation or reuse since this read makes this fail.
                     ExpectedVersion::Exact(ACTIVE_VERSION),
@@ -122,16 +319,45 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
                     })],
                 );
                 let request = rotation.and(pair.request).with_metadata(pair.metadata);
-                match app.store.append(request).await {
-                    Ok(_) => return Ok(pair.response),
-                    // Someone else changed this token first: read again and answer what it now is.
-                    Err(AppendError::Conflict { stream_id: s, .. }) if s == stream_id => continue,
-                    Err(AppendError::Store(e)) => return Err(OAuthError::from(e)),
-                    Err(e) => return Err(OAuthError::internal("recording the rotation", e)),
-                }
+                app.store.append(request).await.map(|_| Ok(pair.response))
+            }
+            Outcome::GraceReissue(decision) => {
+                let pair =
+                    issue_pair(app, &policy, client, token, delegation, &decision, settings, now).await?;
+                let request = detected(token, ReuseAction::GraceReissued, now)
+                    .and(pair.request)
+                    .with_metadata(pair.metadata);
+                record(app, request).await?;
+                return Ok(pair.response);
+            }
+            Outcome::RevokeDelegation(reason) => {
+                let Some(version) = facts.delegation_version else {
+                    return Err(invalid_grant("the grant behind this refresh token has ended"));
+                };
+                let revoked = delegations::revoke(
+                    &delegation.delegation_id,
+                    reason.recorded(),
+                    ExpectedVersion::Exact(version),
+                    now,
+                );
+                let request = revoked
+                    .and(detected(token, ReuseAction::DelegationRevoked, now))
+                    .with_metadata(actor(client, None));
+                app.store.append(request).await.map(|_| {
+                    Err(invalid_grant(
+                        "the refresh token was already used; the grant is revoked",
+                    ))
+                })
             }
         };
-        return reuse(app, client, &token, rotated_at, requested.as_deref(), form, now).await;
+        match recorded {
+            Ok(answer) => return answer,
+            // Someone else changed this token or its delegation first: read again and answer what it
+            // now is.
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(AppendError::Store(e)) => return Err(OAuthError::from(e)),
+            Err(e) => return Err(OAuthError::internal("recording the refresh", e)),
+        }
     }
     Err(OAuthError::TemporarilyUnavailable)
 }
@@ -148,73 +374,20 @@ fn actor(client: &Client, policy_version: Option<String>) -> Metadata {
     }
 }
 
-/// A rotated token presented again: a fresh pair inside the client's grace window, else the delegation
-/// ends.
-///
-/// The revocation expects the delegation's stream at the version read before its row, so of several
-/// concurrent reuses exactly one records `DelegationRevoked`; the others read again and find it ended.
-async fn reuse(
-    app: &App,
-    client: &Client,
-    token: &RefreshToken,
-    rotated_at: UnixSeconds,
-    requested: Option<&[String]>,
-    form: &Form,
-    now: UnixSeconds,
-) -> Result<TokenResponse, OAuthError> {
-    let detected = |action| {
-        AppendRequest::to_stream(
-            stream(&token.token_hash),
-            ExpectedVersion::Any,
-            vec![Event::RefreshTokenReuseDetected(RefreshTokenReuseDetected {
-                v: V1,
-                token_hash: token.token_hash.clone(),
-                delegation_id: token.delegation_id.clone(),
-                client_id: token.client_id.clone(),
-                action,
-                at: now,
-            })],
-        )
-    };
-    let ended = || invalid_grant("the grant behind this refresh token has ended");
-    let delegation_stream_id = delegations::stream(&token.delegation_id);
-    for _ in 0..ATTEMPTS {
-        let version = app.store.stream_version(&delegation_stream_id).await?;
-        let delegation: Option<Delegation> = store::get(app.store.as_ref(), &token.delegation_id).await?;
-        // Already ended (by an earlier reuse, a revocation): nothing more to record.
-        let (Some(version), Some(delegation)) = (version, delegation.filter(|d| d.revoked.is_none())) else {
-            return Err(ended());
-        };
-        let grace = i64::from(client.spec.refresh_reuse_grace_seconds);
-        if grace > 0 && now - rotated_at <= grace && delegation.is_active_at(now) {
-            let pair = issue_pair(app, client, token, &delegation, requested, form, now).await?;
-            let request = detected(ReuseAction::GraceReissued)
-                .and(pair.request)
-                .with_metadata(pair.metadata);
-            record(app, request).await?;
-            return Ok(pair.response);
-        }
-        let revoked = delegations::revoke(
-            &delegation.delegation_id,
-            delegations::reason::REFRESH_TOKEN_REUSE,
-            ExpectedVersion::Exact(version),
-            now,
-        );
-        let request = revoked
-            .and(detected(ReuseAction::DelegationRevoked))
-            .with_metadata(actor(client, None));
-        match app.store.append(request).await {
-            Ok(_) => {
-                return Err(invalid_grant(
-                    "the refresh token was already used; the grant is revoked",
-                ));
-            }
-            Err(AppendError::Conflict { stream_id, .. }) if stream_id == delegation_stream_id => continue,
-            Err(AppendError::Store(e)) => return Err(OAuthError::from(e)),
-            Err(e) => return Err(OAuthError::internal("recording the reuse", e)),
-        }
-    }
-    Err(ended())
+/// The `RefreshTokenReuseDetected` record of a rotated token presented again.
+fn detected(token: &RefreshToken, action: ReuseAction, now: UnixSeconds) -> AppendRequest {
+    AppendRequest::to_stream(
+        stream(&token.token_hash),
+        ExpectedVersion::Any,
+        vec![Event::RefreshTokenReuseDetected(RefreshTokenReuseDetected {
+            v: V1,
+            token_hash: token.token_hash.clone(),
+            delegation_id: token.delegation_id.clone(),
+            client_id: token.client_id.clone(),
+            action,
+            at: now,
+        })],
+    )
 }
 
 /// A new access token and successor refresh token, not yet recorded.
@@ -226,79 +399,39 @@ struct Pair {
     metadata: Metadata,
 }
 
-/// Decides again under the policy in force and prepares a fresh pair in `delegation`.
+/// Signs `decision` and mints a successor refresh token in `delegation`, not past its absolute end.
+#[allow(clippy::too_many_arguments)]
 async fn issue_pair(
     app: &App,
+    policy: &Policy,
     client: &Client,
     token: &RefreshToken,
     delegation: &Delegation,
-    requested: Option<&[String]>,
-    form: &Form,
+    decision: &Decision,
+    settings: Settings,
     now: UnixSeconds,
 ) -> Result<Pair, OAuthError> {
-    // RFC 6749 §6: a requested scope may only narrow what the refresh token carries.
-    if let Some(r) = requested
-        && let Some(extra) = r.iter().find(|s| !token.scopes.contains(s))
-    {
-        return Err(OAuthError::InvalidScope(format!(
-            "{extra} is not in the refresh token's scope"
-        )));
-    }
-    let wanted = requested.unwrap_or(&token.scopes);
-    let subject = token.subject.as_str();
-    let user = crate::users::by_subject(app.store.as_ref(), subject).await?;
-    if user.as_ref().is_some_and(|u| !u.is_enabled()) {
-        return Err(invalid_grant("the user's account is disabled"));
-    }
-    let attributes = user.map_or(Value::Null, |u| u.attributes);
-    let policy = app.policy();
-    let decision = super::decide(
-        app,
-        &policy,
-        IssuanceRequest {
-            client,
-            subject,
-            subject_attributes: &attributes,
-            requested: Some(wanted),
-            resource: form.get("resource"),
-            grant_type: GrantType::RefreshToken.name(),
-            user_present: false,
-            auth: &delegation.auth,
-            delegation: Some(delegation),
-            authorization_details: &delegation.authorization_details,
-            // Continuing a delegation: its own consent stands, and ledger consents are never consulted.
-            consents: &[],
-            approved_now: &[],
-            external: &Default::default(),
-            now,
-        },
-    )
-    .await
-    .map_err(|e| match (e, requested) {
-        (OAuthError::InvalidScope(_), Some(_)) => {
-            OAuthError::InvalidScope("the grant no longer holds the requested scopes".into())
-        }
-        (OAuthError::InvalidScope(_), None) => {
-            invalid_grant("the grant no longer holds any of this refresh token's scopes")
-        }
-        (other, _) => other,
-    })?;
+    let lifetime = app
+        .config
+        .tokens
+        .refresh_token_seconds
+        .min(delegation_end(delegation, client, settings).saturating_sub(now));
     let (value, minted) = mint(Minting {
         delegation_id: &delegation.delegation_id,
         client_id: &client.spec.client_id,
-        subject,
+        subject: &token.subject,
         scopes: token.scopes.clone(),
         now,
-        lifetime_seconds: app.config.tokens.refresh_token_seconds,
+        lifetime_seconds: lifetime,
         parent_hash: Some(token.token_hash.clone()),
     })?;
     let (mut response, access) = prepare_access_token(
         app,
-        &policy,
+        policy,
         client,
-        subject,
+        &token.subject,
         GrantType::RefreshToken,
-        &decision,
+        decision,
         Some(delegation.delegation_id.clone()),
     )
     .await?;

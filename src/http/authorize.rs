@@ -18,13 +18,14 @@ use crate::app::{App, AppRef, now};
 use crate::authorize::interaction::{self, Pushed};
 use crate::authorize::next_step::{self, Step};
 use crate::authorize::request::{self, AuthorizationRequest, Rejection, ResponseType, Settings};
-use crate::authorize::{details, issue, response};
+use crate::authorize::{consent, details, issue, response};
 use crate::grants::{self, GrantType};
-use crate::issuance::{Decision, IssuanceRequest, Policy};
+use crate::issuance::{Decision, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
 use crate::pages;
 use crate::policy::authorizer::Verdict;
+use crate::policy::external::{self, External};
 use crate::sessions::{self, Session};
 use crate::store::{self, AppendRequest, RowFilter};
 
@@ -95,7 +96,7 @@ async fn start(app: &App, headers: &HeaderMap, params: Form) -> Response {
             let Some(client_id) = params.get("client_id") else {
                 return error_page(&OAuthError::InvalidRequest("request_uri needs client_id".into()));
             };
-            match interaction::take_pushed(app, uri, now).await {
+            match interaction::take_pushed(app, uri, client_id, now).await {
                 Ok(Some(p)) if p.client_id == client_id => (p.params, true),
                 Ok(_) => {
                     return error_page(&OAuthError::InvalidRequestUri(
@@ -198,15 +199,33 @@ async fn signed_in(
     }
 }
 
-/// Runs the issuance decision for a present user, asking decision points first.
-async fn decide(
+/// What a decision for a present user needs beyond the session: standing consents and the external
+/// decision points' verdicts, read once per request.
+struct Fetched {
+    consents: Vec<Consent>,
+    external: External,
+}
+
+impl Fetched {
+    fn facts<'a>(&'a self, signed: &'a Signed, request: &'a AuthorizationRequest) -> consent::Facts<'a> {
+        consent::Facts {
+            request,
+            session: &signed.session,
+            user: &signed.user,
+            client: &signed.client,
+            consents: &self.consents,
+            external: &self.external,
+        }
+    }
+}
+
+async fn fetch(
     app: &App,
     policy: &Policy,
     signed: &Signed,
     request: &AuthorizationRequest,
-    approved_now: &[String],
     now: i64,
-) -> Result<Decision, OAuthError> {
+) -> Result<Fetched, OAuthError> {
     // `prompt=consent` means the page is shown even when standing consents cover the request.
     let consents: Vec<Consent> = if request.prompt.consent {
         vec![]
@@ -221,31 +240,20 @@ async fn decide(
         )
         .await?
     };
-    let grant_type = match request.response_type {
-        ResponseType::Code => GrantType::AuthorizationCode,
-        ResponseType::Token => GrantType::Implicit,
-    };
-    grants::decide(
-        app,
+    let external = external::fetch(
+        &app.http,
         policy,
-        IssuanceRequest {
-            client: &signed.client,
+        external::Asking {
+            client: &signed.client.spec,
             subject: &signed.user.subject,
-            subject_attributes: &signed.user.attributes,
-            requested: request.scope.as_deref(),
-            resource: request.resource.as_deref(),
-            grant_type: grant_type.name(),
+            grant_type: consent::grant_type(request).name(),
             user_present: true,
-            auth: &signed.session.auth,
-            delegation: None,
-            authorization_details: &request.authorization_details,
-            consents: &consents,
-            approved_now,
-            external: &Default::default(),
+            requested: request.scope.as_deref(),
             now,
         },
     )
-    .await
+    .await;
+    Ok(Fetched { consents, external })
 }
 
 /// Takes the request as far as it can go without the user: sign-in, step-up, consent page, or answer.
@@ -261,7 +269,11 @@ async fn proceed(
         Err(response) => return response,
     };
     let policy = app.policy();
-    let decision = match decide(app, &policy, &signed, &request, &[], now).await {
+    let decision = match fetch(app, &policy, &signed, &request, now).await {
+        Ok(fetched) => consent::decision(&policy, &fetched.facts(&signed, &request), &[], now),
+        Err(e) => Err(e),
+    };
+    let decision = match decision {
         Ok(d) => d,
         Err(e) => return carry_out(app, id, &request, Step::Fail(e)).await,
     };
@@ -429,16 +441,38 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         Err(response) => return response,
     };
     let policy = app.policy();
-    let shown = match decide(&app, &policy, &signed, &request, &[], now).await {
+    let fetched = match fetch(&app, &policy, &signed, &request, now).await {
+        Ok(f) => f,
+        Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
+    };
+    let facts = fetched.facts(&signed, &request);
+    let given = consent::Answer {
+        approving: form.get("action") == Some("approve"),
+        ticked: form
+            .0
+            .iter()
+            .filter(|(k, v)| k.starts_with("scope.") && v.as_str() == "on")
+            .map(|(k, _)| k["scope.".len()..].to_owned())
+            .collect(),
+    };
+    let outcome = match consent::decide(&policy, &facts, &given, now) {
+        Ok(o) => o,
+        Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
+    };
+    let (decision, approved, refused) = match outcome {
+        // Not waiting for consent: go on as a fresh visit would, settling nothing from the form.
+        consent::Outcome::NotAsked(_) => return proceed(&app, &headers, id, request, now).await,
+        consent::Outcome::Refused { refused } => (None, vec![], refused),
+        consent::Outcome::Approved {
+            decision,
+            approved,
+            refused,
+        } => (Some(decision), approved, refused),
+    };
+    let shown = match consent::decision(&policy, &facts, &[], now) {
         Ok(d) => d,
         Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
     };
-    let pending: Vec<String> = shown.pending().map(|t| t.scope.clone()).collect();
-    let approving = form.get("action") == Some("approve");
-    let (approved, refused): (Vec<String>, Vec<String>) = pending
-        .iter()
-        .cloned()
-        .partition(|s| approving && form.get(&format!("scope.{s}")) == Some("on"));
     let shown_json = json!(
         pending_lines(&policy, &shown)
             .into_iter()
@@ -448,24 +482,23 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
         client_id: &request.client_id,
-        approved: approved.clone(),
+        approved,
         refused,
         authorization_details: &request.authorization_details,
         shown: shown_json,
         now,
     });
-    let decision = match decide(&app, &policy, &signed, &request, &approved, now).await {
-        Ok(d) if !d.scopes.is_empty() => d,
-        // Nothing is left to issue: the user refused everything that needed their consent.
-        _ => {
+    match decision {
+        Some(decision) => answer(&app, id, &request, &signed, &policy, &decision, consents).await,
+        // RFC 6749 §4.1.2.1: the user refused; no code, not even for what needed no consent.
+        None => {
             if let Err(e) = grants::record(&app, consents).await {
                 return error_page(&e);
             }
             let denied = OAuthError::AccessDenied("the user did not allow the request".into());
-            return carry_out(&app, id, &request, Step::Fail(denied)).await;
+            carry_out(&app, id, &request, Step::Fail(denied)).await
         }
-    };
-    answer(&app, id, &request, &signed, &policy, &decision, consents).await
+    }
 }
 
 /// Issues what `decision` grants (a code, or for implicit a token), records it with `also`, and sends
@@ -526,6 +559,7 @@ async fn implicit(
         authorization_details: &who.request.authorization_details,
         auth: who.auth,
         grant_type: GrantType::Implicit.name(),
+        audience: &decision.audience,
         now: who.now,
     });
     let (token, recorded) = grants::prepare_access_token(

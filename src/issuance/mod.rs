@@ -40,8 +40,11 @@ pub struct IssuanceRequest<'a> {
     pub authorization_details: &'a Value,
     /// Consents this subject recorded for this client.
     pub consents: &'a [Consent],
-    /// Scopes the user approved (and stepped up for) during this request.
+    /// Scopes the user approved during this request: settles their consent, never a step-up.
     pub approved_now: &'a [String],
+    /// When the user's interaction began (the authorization request's arrival); a sign-in since then
+    /// is fresh for it. `None` without an interaction.
+    pub fresh_since: Option<UnixSeconds>,
     /// Verdicts fetched from external decision points, by (authorizer, scope).
     pub external: &'a BTreeMap<(String, String), Verdict>,
     pub now: UnixSeconds,
@@ -144,21 +147,7 @@ pub fn candidates(policy: &Policy, client: &ClientSpec, requested: Option<&[Stri
 pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision, OAuthError> {
     let engine = &policy.engine;
     let client = &request.client.spec;
-    let audience = match request.resource {
-        Some(r) if client.resources.iter().any(|a| a == r) => vec![r.to_owned()],
-        Some(_) => {
-            return Err(OAuthError::InvalidTarget(
-                "the resource is not allowed for this client".into(),
-            ));
-        }
-        None => vec![
-            client
-                .resources
-                .first()
-                .cloned()
-                .unwrap_or_else(|| policy.default_audience.clone()),
-        ],
-    };
+    let audience = audience(policy, client, request.resource, request.delegation)?;
     let allowed = |template: &str, scope: &str| client_may_request(client, template, scope);
     let candidates = candidates(policy, client, request.requested);
     let ctx = Context {
@@ -181,6 +170,8 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
         consents: request.consents,
         strict_consent: engine.strict_consent,
         approved_now: request.approved_now,
+        auth: request.auth,
+        fresh_since: request.fresh_since,
         now: request.now,
     };
 
@@ -258,6 +249,42 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
         trail,
         defaulted: request.requested.is_none(),
     })
+}
+
+/// RFC 8707: whom the token is for. A new grant takes the requested resource (one the client registered)
+/// or the client's first; a continued delegation narrows to one of the audiences it granted, and never
+/// reaches another (`invalid_target`).
+fn audience(
+    policy: &Policy,
+    client: &ClientSpec,
+    resource: Option<&str>,
+    delegation: Option<&Delegation>,
+) -> Result<Vec<String>, OAuthError> {
+    let registered = |r: &str| client.resources.iter().any(|a| a == r);
+    let fallback = || {
+        client
+            .resources
+            .first()
+            .cloned()
+            .unwrap_or_else(|| policy.default_audience.clone())
+    };
+    let granted: Option<Vec<String>> = delegation.map(|d| match d.audience.is_empty() {
+        // Recorded before delegations kept their audiences: the one a new grant got by default.
+        true => vec![fallback()],
+        false => d.audience.clone(),
+    });
+    match (resource, granted) {
+        (Some(r), Some(granted)) if registered(r) && granted.iter().any(|g| g == r) => Ok(vec![r.to_owned()]),
+        (Some(_), Some(_)) => Err(OAuthError::InvalidTarget(
+            "the resource is not one this grant was given for".into(),
+        )),
+        (Some(r), None) if registered(r) => Ok(vec![r.to_owned()]),
+        (Some(_), None) => Err(OAuthError::InvalidTarget(
+            "the resource is not allowed for this client".into(),
+        )),
+        (None, Some(granted)) => Ok(granted),
+        (None, None) => Ok(vec![fallback()]),
+    }
 }
 
 fn resolution_outcome(r: Resolution) -> Outcome {

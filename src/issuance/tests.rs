@@ -41,6 +41,7 @@ struct Given {
     delegation: Option<Delegation>,
     consents: Vec<Consent>,
     approved: Vec<String>,
+    fresh_since: Option<i64>,
     external: BTreeMap<(String, String), Verdict>,
 }
 
@@ -55,6 +56,7 @@ impl Given {
             delegation: None,
             consents: vec![],
             approved: vec![],
+            fresh_since: None,
             external: BTreeMap::new(),
         }
     }
@@ -75,6 +77,7 @@ impl Given {
                 authorization_details: &Value::Null,
                 consents: &self.consents,
                 approved_now: &self.approved,
+                fresh_since: self.fresh_since,
                 external: &self.external,
                 now: NOW,
             },
@@ -307,6 +310,7 @@ prop_compose! {
         held in proptest::option::of(proptest::collection::vec((prop::sample::select(SCOPES.to_vec()), proptest::option::of(NOW - 100..NOW + 500)), 0..4)),
         consents in proptest::collection::vec((scope_names(), any::<bool>(), proptest::option::of(NOW - 100..NOW + 500), any::<bool>()), 0..4),
         approved in scope_names(),
+        fresh_since in proptest::option::of(NOW - 10_000..NOW),
     ) -> Given {
         let kind = if third { ClientKind::ThirdParty } else { ClientKind::FirstParty };
         Given {
@@ -328,6 +332,7 @@ prop_compose! {
                 created_position: 1,
                 last_used_at: NOW - 1_000,
                 revoked: None,
+                audience: vec![],
             }),
             consents: consents
                 .into_iter()
@@ -346,6 +351,7 @@ prop_compose! {
                 })
                 .collect(),
             approved: if present { approved } else { vec![] },
+            fresh_since: if present { fresh_since } else { None },
             external: BTreeMap::new(),
         }
     }
@@ -376,9 +382,11 @@ proptest! {
             if let Some(ttl) = match &t.combined { Some(Verdict::Conditional { conditions }) => conditions.ttl_seconds, _ => None } {
                 prop_assert!(d.expires_at <= NOW + ttl);
             }
-            // A step-up needs the user there.
-            if needs(&t.combined, |c| c.step_up.is_some()) {
+            // A step-up needs the user there, and only their authentication settles it: whatever they
+            // approved, no issued scope has a step-up the session does not meet.
+            if let Some(Verdict::Conditional { conditions: Conditions { step_up: Some(step_up), .. } }) = &t.combined {
                 prop_assert!(given.user_present);
+                prop_assert!(crate::policy::resolution::step_up_met(step_up, &given.auth, given.fresh_since, NOW));
             }
             if needs(&t.combined, |c| c.consent) && !given.user_present {
                 match &given.delegation {

@@ -50,6 +50,9 @@ pub struct Asking<'a> {
     pub now: i64,
 }
 
+/// Verdicts of external decision points, by (authorizer, scope), fetched before a decision.
+pub type External = BTreeMap<(String, String), Verdict>;
+
 /// The verdicts of the policy's decision points for a request; nothing is asked (and nothing awaited)
 /// when the policy has no `http` authorizer, so the common path pays nothing.
 pub async fn fetch(

@@ -3,7 +3,7 @@
 
 use projections::consents::Consent;
 use projections::delegations::Delegation;
-use projections::event::UnixSeconds;
+use projections::event::{AuthContext, UnixSeconds};
 use projections::queries;
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +56,39 @@ pub struct Situation<'a> {
     pub consents: &'a [Consent],
     /// Never reuse ledger consent for a new delegation without the user.
     pub strict_consent: bool,
-    /// Scopes the user approved during this request.
+    /// Scopes the user approved during this request. Settles consent, never a step-up.
     pub approved_now: &'a [String],
+    /// How the user authenticated: the only thing that settles a step-up.
+    pub auth: &'a AuthContext,
+    /// When the interaction began: a sign-in at or after it is fresh for this request. `None` when there
+    /// is no interaction (the user is absent).
+    pub fresh_since: Option<UnixSeconds>,
     pub now: UnixSeconds,
+}
+
+/// Whether the authentication `auth` already meets `step_up` at `now`.
+///
+/// A step-up names a class (`acr`), an oldest accepted authentication (`max_age_seconds`), or neither,
+/// which means a sign-in made during this interaction (at or after `fresh_since`). Nothing the user
+/// ticks or a token carries stands in for it (DESIGN.md, "Who settles what").
+pub fn step_up_met(
+    step_up: &StepUp,
+    auth: &AuthContext,
+    fresh_since: Option<UnixSeconds>,
+    now: UnixSeconds,
+) -> bool {
+    let acr_met = step_up
+        .acr
+        .as_deref()
+        .is_none_or(|acr| auth.acr.as_deref() == Some(acr));
+    let age_met = match step_up.max_age_seconds {
+        Some(max) => auth.auth_time.is_some_and(|t| now.saturating_sub(t) <= max),
+        None => true,
+    };
+    let fresh_met = step_up.acr.is_some()
+        || step_up.max_age_seconds.is_some()
+        || matches!((auth.auth_time, fresh_since), (Some(t), Some(since)) if t >= since);
+    acr_met && age_met && fresh_met
 }
 
 /// Resolves `conditions` for `scope`; `lifetime_seconds` is the scope's configured default lifetime.
@@ -69,13 +99,14 @@ pub fn resolve(
     s: &Situation<'_>,
 ) -> Resolution {
     let ttl = min_expiry(conditions.ttl_seconds, lifetime_seconds);
-    let expires_at = ttl.map(|t| s.now + t.max(0));
+    let expires_at = ttl.map(|t| s.now.saturating_add(t.max(0)));
     if let Some(step_up) = &conditions.step_up {
-        // A step-up is satisfied only by authenticating again now; the user must be there.
+        // Only the user can authenticate again, and only their authentication settles it: an approval
+        // on the consent page does not.
         if !s.user_present {
             return Resolution::DroppedStepUp;
         }
-        if !s.approved_now.iter().any(|a| a == scope) {
+        if !step_up_met(step_up, s.auth, s.fresh_since, s.now) {
             return Resolution::AskUser {
                 consent: conditions.consent,
                 step_up: Some(step_up.clone()),
@@ -177,9 +208,17 @@ mod tests {
             consents,
             strict_consent: false,
             approved_now: &[],
+            auth: &NO_AUTH,
+            fresh_since: None,
             now: 100,
         }
     }
+
+    static NO_AUTH: AuthContext = AuthContext {
+        acr: None,
+        amr: vec![],
+        auth_time: None,
+    };
 
     fn needs_consent() -> Conditions {
         Conditions {
@@ -299,6 +338,7 @@ mod tests {
             created_position: 1,
             last_used_at: 0,
             revoked: None,
+            audience: vec![],
         };
         let s = Situation {
             delegation: Some(&d),
@@ -330,5 +370,70 @@ mod tests {
             resolve("write", &Conditions::default(), None, &s),
             Resolution::DroppedNotHeld
         );
+    }
+
+    fn step_up(acr: Option<&str>, max_age_seconds: Option<i64>) -> Conditions {
+        Conditions {
+            consent: true,
+            step_up: Some(StepUp {
+                acr: acr.map(str::to_owned),
+                max_age_seconds,
+            }),
+            ..Conditions::default()
+        }
+    }
+
+    fn signed_in(acr: &str, auth_time: i64) -> AuthContext {
+        AuthContext {
+            acr: Some(acr.into()),
+            amr: vec![],
+            auth_time: Some(auth_time),
+        }
+    }
+
+    #[test]
+    fn an_approval_on_the_consent_page_never_settles_a_step_up() {
+        // Given a password sign-in, a scope needing mfa, and the user ticking its box
+        let approved = ["pay".to_owned()];
+        let auth = signed_in("pwd", 90);
+        let s = Situation {
+            user_present: true,
+            approved_now: &approved,
+            auth: &auth,
+            fresh_since: Some(80),
+            ..situation(&[])
+        };
+        // Then the step-up is still asked for
+        assert!(matches!(
+            resolve("pay", &step_up(Some("mfa"), None), None, &s),
+            Resolution::AskUser { step_up: Some(_), .. }
+        ));
+        // And once the session itself is mfa, the approval settles the consent
+        let mfa = signed_in("mfa", 95);
+        let s = Situation { auth: &mfa, ..s };
+        assert!(matches!(
+            resolve("pay", &step_up(Some("mfa"), None), None, &s),
+            Resolution::Issued {
+                consent: ConsentSource::UserNow,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_step_up_without_class_or_age_needs_a_sign_in_during_the_interaction() {
+        let before = signed_in("pwd", 70);
+        let during = signed_in("pwd", 85);
+        let band = step_up(None, None).step_up.unwrap();
+        assert!(!step_up_met(&band, &before, Some(80), 100));
+        assert!(step_up_met(&band, &during, Some(80), 100));
+        assert!(!step_up_met(&band, &during, None, 100));
+        let fresh = StepUp {
+            acr: None,
+            max_age_seconds: Some(20),
+        };
+        assert!(!step_up_met(&fresh, &before, None, 100));
+        assert!(step_up_met(&fresh, &during, None, 100));
+        assert!(!step_up_met(&fresh, &AuthContext::default(), None, 100));
     }
 }

@@ -33,6 +33,7 @@ pub fn client(client_id: &str) -> Client {
             resources: vec![],
             metadata: Value::Null,
             require_pushed_authorization_requests: false,
+            delegation_lifetime_seconds: None,
             refresh_reuse_grace_seconds: 0,
         },
         disabled: None,
