@@ -347,4 +347,201 @@ mod tests {
         ));
         assert!(!pkce_matches(challenge, "short"));
     }
+
+    // ---- decide: given these rows and this request, then this outcome ----
+
+    use crate::config::Config;
+    use crate::policy::authorizers::testing::{NOW, client};
+    use projections::event::{AuthContext, GrantedScope};
+    use serde_json::Value;
+
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn policy() -> Policy {
+        let toml = r#"
+            [[authorizers]]
+            name = "mfa"
+            type = "acr"
+            required = "mfa"
+            order = ["pwd", "mfa"]
+            [[authorizers]]
+            name = "never"
+            type = "deny"
+            reason = "retired"
+            [[scopes]]
+            name = "read"
+            [[scopes]]
+            name = "pay"
+            authorizers = ["mfa"]
+            [[scopes]]
+            name = "old"
+            authorizers = ["never"]
+        "#;
+        let config = Config::parse("policy.toml", toml).unwrap();
+        Policy::from_config(&config).unwrap()
+    }
+
+    fn app_client() -> Client {
+        let mut c = client("app");
+        c.spec.scopes = vec!["read".into(), "pay".into(), "old".into()];
+        c
+    }
+
+    fn code(scopes: &[&str]) -> AuthorizationCode {
+        AuthorizationCode {
+            code_hash: "h".into(),
+            client_id: "app".into(),
+            subject: "sub-ann".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            code_challenge: Some(CHALLENGE.into()),
+            nonce: None,
+            scopes: scopes
+                .iter()
+                .map(|s| GrantedScope {
+                    scope: (*s).into(),
+                    expires_at: None,
+                })
+                .collect(),
+            audience: vec![],
+            authorization_details: Value::Null,
+            auth: AuthContext {
+                acr: Some("pwd".into()),
+                amr: vec!["pwd".into()],
+                auth_time: Some(NOW - 30),
+            },
+            issued_position: 1,
+            issued_at: NOW - 10,
+            expires_at: NOW + 50,
+            redeemed_into: None,
+            requested_at: Some(NOW - 40),
+            redirect_uri_in_request: true,
+        }
+    }
+
+    fn user() -> User {
+        User {
+            username: "ann".into(),
+            subject: "sub-ann".into(),
+            attributes: Value::Null,
+            has_password: true,
+            totp_enabled: false,
+            created_at: 0,
+            disabled: None,
+        }
+    }
+
+    fn given(code: AuthorizationCode) -> Facts {
+        Facts {
+            code: Some(code),
+            user: Some(user()),
+            external: External::default(),
+        }
+    }
+
+    const GOOD: Request<'static> = Request {
+        redirect_uri: Some("https://app.example/cb"),
+        code_verifier: Some(VERIFIER),
+    };
+
+    fn when(facts: &Facts, request: Request<'_>) -> Result<Outcome, OAuthError> {
+        decide(&policy(), &app_client(), facts, request, NOW)
+    }
+
+    fn issued(outcome: Result<Outcome, OAuthError>) -> Vec<String> {
+        match outcome {
+            Ok(Outcome::Redeem(d)) => d.scope_names(),
+            other => panic!("expected a redemption, got {other:?}"),
+        }
+    }
+
+    fn refused(outcome: Result<Outcome, OAuthError>) -> String {
+        match outcome {
+            Err(e) => e.to_string(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redemption_table() {
+        let mut redeemed = code(&["read"]);
+        redeemed.redeemed_into = Some("d1".into());
+        let mut expired = code(&["read"]);
+        expired.expires_at = NOW;
+        let mut other_client = code(&["read"]);
+        other_client.client_id = "other".into();
+        let mut unnamed = code(&["read"]);
+        unnamed.redirect_uri_in_request = false;
+        let mut disabled = given(code(&["read"]));
+        if let Some(u) = disabled.user.as_mut() {
+            u.disabled = Some("left".into());
+        }
+        let no_redirect = Request {
+            redirect_uri: None,
+            ..GOOD
+        };
+        let wrong_redirect = Request {
+            redirect_uri: Some("https://app.example/other"),
+            ..GOOD
+        };
+        let no_verifier = Request {
+            code_verifier: None,
+            ..GOOD
+        };
+        let wrong_verifier = Request {
+            code_verifier: Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx"),
+            ..GOOD
+        };
+
+        // Given a good code, when redeemed correctly, then its scopes
+        assert_eq!(issued(when(&given(code(&["read"])), GOOD)), ["read"]);
+        // Given no such code (or another client's), then invalid_grant
+        assert_eq!(refused(when(&Facts::default(), GOOD)), "invalid_grant");
+        assert_eq!(refused(when(&given(other_client), GOOD)), "invalid_grant");
+        // Given a redeemed code, then a replay of what it became
+        assert_eq!(
+            when(&given(redeemed), GOOD),
+            Ok(Outcome::Replay {
+                delegation_id: "d1".into()
+            })
+        );
+        // Given an expired code, then invalid_grant
+        assert_eq!(refused(when(&given(expired), GOOD)), "invalid_grant");
+        // redirect_uri: different is invalid_grant; missing is invalid_request when the request named it
+        assert_eq!(
+            refused(when(&given(code(&["read"])), wrong_redirect)),
+            "invalid_grant"
+        );
+        assert_eq!(
+            refused(when(&given(code(&["read"])), no_redirect)),
+            "invalid_request"
+        );
+        assert_eq!(issued(when(&given(unnamed), no_redirect)), ["read"]);
+        // PKCE: the verifier is required and must match
+        assert_eq!(
+            refused(when(&given(code(&["read"])), no_verifier)),
+            "invalid_grant"
+        );
+        assert_eq!(
+            refused(when(&given(code(&["read"])), wrong_verifier)),
+            "invalid_grant"
+        );
+        // A disabled account, then invalid_grant
+        assert_eq!(refused(when(&disabled, GOOD)), "invalid_grant");
+        // What the policy denies now is not issued; when nothing is left, invalid_grant
+        assert_eq!(issued(when(&given(code(&["read", "old"])), GOOD)), ["read"]);
+        assert_eq!(refused(when(&given(code(&["old"])), GOOD)), "invalid_grant");
+    }
+
+    #[test]
+    fn a_code_carries_no_step_up_its_sign_in_did_not_meet() {
+        // Given a code for `pay` (needs mfa) issued to a password sign-in
+        let pwd = given(code(&["read", "pay"]));
+        // Then `pay` is not issued, however the code came to hold it
+        assert_eq!(issued(when(&pwd, GOOD)), ["read"]);
+        // And with an mfa sign-in it is
+        let mut mfa = code(&["read", "pay"]);
+        mfa.auth.acr = Some("mfa".into());
+        assert_eq!(issued(when(&given(mfa), GOOD)), ["read", "pay"]);
+    }
 }

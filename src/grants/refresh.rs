@@ -443,3 +443,257 @@ async fn issue_pair(
         metadata: actor(client, Some(policy.version.clone())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::policy::authorizers::testing::{NOW, client};
+    use projections::delegations::Revocation;
+    use projections::event::{AuthContext, GrantedScope};
+
+    fn policy() -> Policy {
+        let toml = r#"
+            default_audience = "https://api.example"
+            [[authorizers]]
+            name = "never"
+            type = "deny"
+            reason = "retired"
+            [[scopes]]
+            name = "read"
+            [[scopes]]
+            name = "write"
+            [[scopes]]
+            name = "old"
+            authorizers = ["never"]
+        "#;
+        let config = Config::parse("policy.toml", toml).unwrap();
+        Policy::from_config(&config).unwrap()
+    }
+
+    fn app_client(grace: u32) -> Client {
+        let mut c = client("app");
+        c.spec.scopes = vec!["read".into(), "write".into(), "old".into()];
+        c.spec.resources = vec!["https://api.example".into(), "https://payments.example".into()];
+        c.spec.refresh_reuse_grace_seconds = grace;
+        c
+    }
+
+    const SETTINGS: Settings = Settings {
+        delegation_lifetime_seconds: 90 * 86_400,
+    };
+
+    fn token(status: RefreshStatus) -> RefreshToken {
+        RefreshToken {
+            token_hash: "t".into(),
+            delegation_id: "d".into(),
+            client_id: "app".into(),
+            subject: "sub-ann".into(),
+            scopes: vec!["read".into(), "write".into()],
+            issued_at: NOW - 100,
+            expires_at: Some(NOW + 1_000),
+            parent_hash: None,
+            status,
+        }
+    }
+
+    fn delegation() -> Delegation {
+        Delegation {
+            delegation_id: "d".into(),
+            subject: "sub-ann".into(),
+            client_id: "app".into(),
+            scopes: ["read", "write", "old"]
+                .iter()
+                .map(|s| GrantedScope {
+                    scope: (*s).into(),
+                    expires_at: None,
+                })
+                .collect(),
+            authorization_details: Value::Null,
+            claims: Value::Null,
+            auth: AuthContext::default(),
+            grant_type: "authorization_code".into(),
+            created_at: NOW - 86_400,
+            created_position: 1,
+            last_used_at: NOW - 100,
+            revoked: None,
+            audience: vec!["https://api.example".into()],
+        }
+    }
+
+    fn given(status: RefreshStatus) -> Facts {
+        Facts {
+            token: Some(token(status)),
+            delegation: Some(delegation()),
+            delegation_version: Some(3),
+            user: None,
+            external: External::default(),
+        }
+    }
+
+    const PLAIN: Request<'static> = Request {
+        scope: None,
+        resource: None,
+    };
+
+    fn when(facts: &Facts, client: &Client, request: Request<'_>) -> Result<Outcome, OAuthError> {
+        decide(&policy(), client, SETTINGS, facts, request, NOW)
+    }
+
+    fn rotated(at: UnixSeconds) -> RefreshStatus {
+        RefreshStatus::Rotated {
+            successor_hash: "s".into(),
+            at,
+        }
+    }
+
+    fn code(outcome: Result<Outcome, OAuthError>) -> String {
+        match outcome {
+            Err(e) => e.to_string(),
+            Ok(Outcome::Rotate(_)) => "rotate".into(),
+            Ok(Outcome::GraceReissue(_)) => "grace".into(),
+            Ok(Outcome::RevokeDelegation(_)) => "revoke".into(),
+        }
+    }
+
+    #[test]
+    fn refresh_table() {
+        let c = app_client(0);
+        let graced = app_client(30);
+        let mut revoked_delegation = given(RefreshStatus::Active);
+        if let Some(d) = revoked_delegation.delegation.as_mut() {
+            d.revoked = Some(Revocation {
+                reason: "revoked_by_user".into(),
+                at: NOW - 5,
+            });
+        }
+        let mut expired = given(RefreshStatus::Active);
+        if let Some(t) = expired.token.as_mut() {
+            t.expires_at = Some(NOW);
+        }
+        let mut old_delegation = given(RefreshStatus::Active);
+        if let Some(d) = old_delegation.delegation.as_mut() {
+            d.created_at = NOW - 90 * 86_400;
+        }
+        let mut other_client = c.clone();
+        other_client.spec.client_id = "other".into();
+        let revoked_token = RefreshStatus::Revoked {
+            reason: "revoked".into(),
+            at: NOW - 1,
+        };
+        let old = ["old".to_owned()];
+        let cases: Vec<(&str, Facts, &Client, Request<'_>, &str)> = vec![
+            (
+                "an active token rotates",
+                given(RefreshStatus::Active),
+                &c,
+                PLAIN,
+                "rotate",
+            ),
+            ("an unknown token", Facts::default(), &c, PLAIN, "invalid_grant"),
+            (
+                "another client's token",
+                given(RefreshStatus::Active),
+                &other_client,
+                PLAIN,
+                "invalid_grant",
+            ),
+            ("an expired token", expired, &c, PLAIN, "invalid_grant"),
+            (
+                "a revoked token",
+                given(revoked_token),
+                &c,
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "a revoked delegation",
+                revoked_delegation,
+                &c,
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "past the absolute lifetime",
+                old_delegation,
+                &c,
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "reuse without grace",
+                given(rotated(NOW - 5)),
+                &c,
+                PLAIN,
+                "revoke",
+            ),
+            (
+                "reuse within grace",
+                given(rotated(NOW - 5)),
+                &graced,
+                PLAIN,
+                "grace",
+            ),
+            (
+                "reuse past grace",
+                given(rotated(NOW - 31)),
+                &graced,
+                PLAIN,
+                "revoke",
+            ),
+            (
+                "a scope beyond the token's",
+                given(RefreshStatus::Active),
+                &c,
+                Request {
+                    scope: Some(&old),
+                    resource: None,
+                },
+                "invalid_scope",
+            ),
+            (
+                "an audience the delegation was not given",
+                given(RefreshStatus::Active),
+                &c,
+                Request {
+                    scope: None,
+                    resource: Some("https://payments.example"),
+                },
+                "invalid_target",
+            ),
+            (
+                "the audience the delegation was given",
+                given(RefreshStatus::Active),
+                &c,
+                Request {
+                    scope: None,
+                    resource: Some("https://api.example"),
+                },
+                "rotate",
+            ),
+        ];
+        for (name, facts, client, request, then) in cases {
+            assert_eq!(code(when(&facts, client, request)), then, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_reissues_what_the_policy_allows_now_for_the_granted_audience() {
+        let Ok(Outcome::Rotate(d)) = when(&given(RefreshStatus::Active), &app_client(0), PLAIN) else {
+            panic!("expected a rotation");
+        };
+        assert_eq!(d.scope_names(), ["read", "write"]);
+        assert_eq!(d.audience, ["https://api.example"]);
+    }
+
+    #[test]
+    fn the_absolute_lifetime_is_the_clients_own_when_it_sets_one() {
+        let mut c = app_client(0);
+        c.spec.delegation_lifetime_seconds = Some(3_600);
+        assert_eq!(delegation_end(&delegation(), &c, SETTINGS), NOW - 86_400 + 3_600);
+        assert_eq!(
+            code(when(&given(RefreshStatus::Active), &c, PLAIN)),
+            "invalid_grant"
+        );
+    }
+}
