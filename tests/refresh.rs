@@ -38,9 +38,13 @@ struct Seeded {
 
 /// Appends `DelegationCreated` for `scopes` (each with its own expiry) and the first refresh token.
 async fn seed(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)]) -> Seeded {
+    seed_created(s, client_id, scopes, consent_ledger::app::now()).await
+}
+
+/// As [`seed`], for a delegation created at `now` (its first refresh token issued then too).
+async fn seed_created(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)], now: i64) -> Seeded {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let subject = format!("user-{id}");
-    let now = consent_ledger::app::now();
     let created = Event::DelegationCreated(DelegationCreated {
         v: V1,
         delegation_id: id.clone(),
@@ -626,6 +630,7 @@ async fn another_clients_refresh_token_is_invalid_grant(db: TestDb) {
 }
 
 on_both_stores!(
+    a_delegation_cannot_be_refreshed_past_its_absolute_lifetime,
     rotation_replaces_the_token_and_the_new_one_works,
     reuse_without_grace_revokes_the_delegation,
     the_grace_window_reissues_then_reuse_past_it_revokes,
@@ -636,3 +641,33 @@ on_both_stores!(
     revoking_a_refresh_token_ends_its_grant,
     another_clients_refresh_token_is_invalid_grant,
 );
+
+/// RFC 9700 §4.14.2: rotation must not extend a grant forever. A delegation older than its client's
+/// absolute lifetime no longer refreshes, however recently its token rotated; a younger one's new refresh
+/// token never outlives it.
+async fn a_delegation_cannot_be_refreshed_past_its_absolute_lifetime(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    let secret = s
+        .register(json!({
+            "client_id": "short", "name": "short",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scopes": ["read", "write", "admin"],
+            "delegation_lifetime_seconds": 3600,
+        }))
+        .await
+        .unwrap();
+    let now = consent_ledger::app::now();
+    let old = seed_created(&s, "short", &[("read", None)], now - 3_600).await;
+    let (status, body) = refresh_with(&s, ("short", &secret), &old.refresh, None).await;
+    assert_eq!((status, error(&body)), (400, "invalid_grant"), "{body}");
+
+    let young = seed_created(&s, "short", &[("read", None)], now - 100).await;
+    let (_, next, _) = refreshed(&s, ("short", &secret), &young.refresh).await;
+    let hash = consent_ledger::grants::refresh::hash(&next);
+    let issued = events(&s, "RefreshTokenIssued").await;
+    let successor = issued.iter().find(|e| e["token_hash"] == hash.as_str()).unwrap();
+    assert!(
+        successor["expires_at"].as_i64().unwrap() <= now - 100 + 3_600,
+        "{successor}"
+    );
+}
