@@ -580,5 +580,7 @@ fn machine_client(
         metadata,
         require_pushed_authorization_requests: false,
         refresh_reuse_grace_seconds: 0,
+        resource_server: false,
+        id_token_signed_response_alg: None,
     }
 }

@@ -222,6 +222,12 @@ pub struct ClientConfig {
     /// Seconds a rotated refresh token may be presented again for a fresh pair; 0 turns it off.
     #[serde(default)]
     pub refresh_reuse_grace_seconds: u32,
+    /// A resource server: may introspect tokens whose audience is one of its `resources`.
+    #[serde(default)]
+    pub resource_server: bool,
+    /// The algorithm of this client's ID tokens: RS256 (the default), ES256 or EdDSA.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 fn default_issuer() -> String {

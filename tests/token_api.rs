@@ -271,7 +271,14 @@ async fn every_client_authentication_method_accepts_the_right_proof_only(db: Tes
 async fn introspection_and_revocation_follow_the_ledger(db: TestDb) {
     let s = TestServer::start(&db, TOKEN_CONFIG).await;
     let a = machine_client(&s, "a").await;
-    let b = machine_client(&s, "b").await;
+    // b introspects a's tokens as the resource server they are meant for (RFC 7662 §4).
+    let b = s
+        .register(json!({
+            "client_id": "b", "name": "API", "grant_types": ["client_credentials"], "scopes": ["read"],
+            "resources": ["https://api.example"], "resource_server": true,
+        }))
+        .await
+        .unwrap();
     let (_, body) = token(&s, "a", &a, &[]).await;
     let at = body["access_token"].as_str().unwrap().to_owned();
 
