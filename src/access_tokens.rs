@@ -1,9 +1,11 @@
-//! Reading back a JWT this server signed: signature against the ledger's published key, then its record.
+//! Reading back an access token this server signed: signature against the ledger's published key, then
+//! its record. Only access tokens are found: an ID token is signed by the same keys, but it is a statement
+//! to the client about the user, never a credential a resource or `/userinfo` accepts.
 
 use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
 use projections::clients::Client;
 use projections::delegations::Delegation;
-use projections::event::UnixSeconds;
+use projections::event::{TokenKind, UnixSeconds};
 use projections::keys::SigningKey;
 use projections::queries;
 use projections::tokens::Token;
@@ -11,6 +13,9 @@ use serde::Deserialize;
 
 use crate::keys::Algorithm;
 use crate::store::{self, EventStore, StoreError};
+
+/// The JWT `typ` every access token carries (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 #[derive(Debug, Deserialize)]
 struct Claims {
@@ -25,7 +30,8 @@ pub struct Found {
     pub active: bool,
 }
 
-/// Verifies `jwt` and loads its record; `None` when it is not a token this server signed and recorded.
+/// Verifies `jwt` and loads its record; `None` when it is not an access token this server signed and
+/// recorded as one (RFC 9068 §4: `typ` is `at+jwt`, and the ledger's record says `access`).
 ///
 /// The signature is checked against the key the ledger records for its `kid`, even a retired one, so a
 /// token signed by an unknown key is never found. Expiry and revocation are judged from the record at
@@ -39,6 +45,11 @@ pub async fn find(
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return Ok(None);
     };
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
+        return Ok(None);
+    }
     let Some(kid) = header.kid else { return Ok(None) };
     let Some(key) = store::get::<SigningKey>(store, &kid).await? else {
         return Ok(None);
@@ -63,7 +74,7 @@ pub async fn find(
     let Some(token) = store::get::<Token>(store, &data.claims.jti).await? else {
         return Ok(None);
     };
-    if token.kid != kid {
+    if token.kid != kid || token.kind != TokenKind::Access {
         return Ok(None);
     }
     let client: Option<Client> = store::get(store, &token.client_id).await?;

@@ -61,7 +61,11 @@ impl App {
         let keys = KeyRing::new(
             KeyDir::new(&config.key_dir),
             config.signing_alg,
-            config.tokens.access_token_seconds,
+            // A retired key stays published while any token it signed may live: access or ID token.
+            config
+                .tokens
+                .access_token_seconds
+                .max(config.tokens.id_token_seconds),
         );
         // Redirects are not followed: a decision point that answers elsewhere is misconfigured, and a 3xx
         // denies like any other non-2xx. Built rather than `Client::new()`, which panics on failure.

@@ -249,6 +249,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 require_pushed_authorization_requests: false,
                 delegation_lifetime_seconds: None,
                 refresh_reuse_grace_seconds: 0,
+                resource_server: false,
+                id_token_signed_response_alg: None,
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
             store

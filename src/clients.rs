@@ -58,6 +58,26 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
             spec.token_endpoint_auth_method
         ));
     }
+    for uri in &spec.redirect_uris {
+        validate_redirect_uri(uri, spec.token_endpoint_auth_method == "none")
+            .map_err(|problem| RegistrationError::Invalid(format!("redirect URI {uri:?}: {problem}")))?;
+    }
+    if let Some(alg) = &spec.id_token_signed_response_alg
+        && !ID_TOKEN_ALGS.contains(&alg.as_str())
+    {
+        return invalid(format!(
+            "id_token_signed_response_alg {alg:?} is not supported; use one of {}",
+            ID_TOKEN_ALGS.join(", ")
+        ));
+    }
+    if spec.resource_server && spec.token_endpoint_auth_method == "none" {
+        return invalid(
+            "a resource server must authenticate to introspect; it cannot be a public client".into(),
+        );
+    }
+    if spec.resource_server && spec.resources.is_empty() {
+        return invalid("a resource server names the resources it serves in resources".into());
+    }
     if spec.jwks_uri.is_some() {
         return invalid(
             "jwks_uri is not fetched by this server yet; register the keys inline as jwks".into(),
@@ -71,6 +91,75 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
         return invalid("a public client cannot use client_credentials".into());
     }
     Ok(())
+}
+
+/// The algorithms a client may ask its ID tokens to be signed with (RS256 when it asks nothing).
+pub const ID_TOKEN_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
+
+/// Schemes that run or read something where they land rather than reaching a client: never a redirect.
+const FORBIDDEN_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "file",
+    "vbscript",
+    "blob",
+    "about",
+    "filesystem",
+];
+
+/// Whether `uri` may be registered as a redirect URI (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §4.1):
+/// absolute `https`; `http` only to a loopback host (127.0.0.0/8, `[::1]`, `localhost`); a private-use
+/// scheme in reverse-domain form (one with a `.`) only for a public (native) client. Never a fragment,
+/// never a wildcard. `Err` says why not.
+pub fn validate_redirect_uri(uri: &str, public_client: bool) -> Result<(), String> {
+    if uri.contains('*') {
+        return Err("wildcards are not allowed; register each URI exactly".into());
+    }
+    if uri.contains('#') {
+        return Err("a redirect URI must not have a fragment".into());
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a redirect URI must not contain whitespace".into());
+    }
+    let parsed = url::Url::parse(uri).map_err(|e| format!("not an absolute URI ({e})"))?;
+    let scheme = parsed.scheme();
+    if FORBIDDEN_SCHEMES.contains(&scheme) {
+        return Err(format!("the {scheme}: scheme is never a redirect URI"));
+    }
+    match scheme {
+        "https" => match parsed.host() {
+            Some(_) if parsed.username().is_empty() && parsed.password().is_none() => Ok(()),
+            Some(_) => Err("a redirect URI must not carry user information".into()),
+            None => Err("an https redirect URI needs a host".into()),
+        },
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err("http is allowed only on loopback (127.0.0.1, [::1], localhost); use https".into())
+            }
+        }
+        private if private.contains('.') => {
+            if public_client {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the private-use scheme {private}: is for native apps, which register as public \
+                     clients (token_endpoint_auth_method \"none\", RFC 8252 §8.4)"
+                ))
+            }
+        }
+        other => Err(format!(
+            "the {other}: scheme is not allowed; use https, http on loopback, or a private-use scheme in \
+             reverse-domain form such as com.example.app: (RFC 8252 §7.1)"
+        )),
+    }
 }
 
 /// The append that registers `spec`, which must not exist yet.
@@ -157,6 +246,8 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         require_pushed_authorization_requests: c.require_pushed_authorization_requests,
         delegation_lifetime_seconds: c.delegation_lifetime_seconds,
         refresh_reuse_grace_seconds: c.refresh_reuse_grace_seconds,
+        resource_server: c.resource_server,
+        id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),
     }
 }
 
@@ -178,4 +269,45 @@ pub fn bootstrap(
 /// Hashes a presented secret the way registrations store it.
 pub fn hash_secret(secret: &str) -> String {
     secret_hash(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_are_https_loopback_http_or_native_private_use() {
+        for ok in [
+            "https://app.example/cb",
+            "https://app.example:8443/cb?x=1",
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]/cb",
+            "http://localhost:3000/cb",
+        ] {
+            assert_eq!(validate_redirect_uri(ok, false), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            validate_redirect_uri("com.example.app:/oauth2redirect", true),
+            Ok(())
+        );
+        for bad in [
+            "javascript:alert(1)//",
+            "data:text/html,hi",
+            "file:///etc/passwd",
+            "*",
+            "https://*.example/cb",
+            "https://app.example/cb#frag",
+            "https://app.example/cb#",
+            "http://app.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "/relative/cb",
+            "myapp:/cb",
+            "https://user:pw@app.example/cb",
+            "https://app.example/c b",
+        ] {
+            let e = validate_redirect_uri(bad, true);
+            assert!(e.is_err(), "{bad}");
+        }
+        assert!(validate_redirect_uri("com.example.app:/oauth2redirect", false).is_err());
+    }
 }

@@ -234,6 +234,12 @@ pub struct ClientConfig {
     /// Absolute lifetime of this client's delegations; the server's `[tokens]` value when absent.
     #[serde(default)]
     pub delegation_lifetime_seconds: Option<i64>,
+    /// A resource server: may introspect tokens whose audience is one of its `resources`.
+    #[serde(default)]
+    pub resource_server: bool,
+    /// The algorithm of this client's ID tokens: RS256 (the default), ES256 or EdDSA.
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 fn default_issuer() -> String {

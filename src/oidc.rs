@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
+use crate::keys::Algorithm;
 use crate::oauth::OAuthError;
 use crate::store::{AppendRequest, ExpectedVersion};
 
@@ -91,11 +92,22 @@ pub struct IdTokenFor<'a> {
     pub now: UnixSeconds,
 }
 
+/// The algorithm `client`'s ID tokens are signed with: what it registered, else RS256, the one every
+/// OpenID client must accept (OpenID Connect Core §15.1, Registration §2). Registration refuses others.
+pub fn id_token_alg(client: &Client) -> Algorithm {
+    client
+        .spec
+        .id_token_signed_response_alg
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(Algorithm::RS256)
+}
+
 /// Signs an ID token and returns it with the append recording it (by `jti`, like every JWT).
 pub async fn id_token(app: &App, f: IdTokenFor<'_>) -> Result<(String, AppendRequest), OAuthError> {
     let key = app
         .keys
-        .current(app.store.as_ref(), f.now)
+        .current_for(app.store.as_ref(), id_token_alg(f.client), f.now)
         .await
         .map_err(|e| OAuthError::internal("signing key", e))?;
     let jti = uuid::Uuid::new_v4().simple().to_string();

@@ -165,6 +165,12 @@ pub struct ClientSpec {
     /// revoking the delegation; 0 (the default) turns the grace window off.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refresh_reuse_grace_seconds: u32,
+    /// A resource server: it may introspect tokens whose audience is one of its `resources` (RFC 7662 §4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resource_server: bool,
+    /// The JWS algorithm of this client's ID tokens (OpenID Connect Registration §2); RS256 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

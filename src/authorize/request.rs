@@ -299,6 +299,8 @@ mod tests {
                 require_pushed_authorization_requests: false,
                 delegation_lifetime_seconds: None,
                 refresh_reuse_grace_seconds: 0,
+                resource_server: false,
+                id_token_signed_response_alg: None,
             },
             registered_at: 0,
             updated_at: 0,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::app::{AppRef, now};
 use crate::clients::{self, RegistrationError};
-use crate::oauth::client_auth::constant_time_eq;
+use crate::oauth::client_auth::secrets_eq;
 use crate::store::{self, AppendError, RowFilter};
 
 /// An admin API failure, as JSON.
@@ -83,7 +83,7 @@ fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AdminError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match (expected, given) {
-        (Some(e), Some(g)) if constant_time_eq(e.as_bytes(), g.as_bytes()) => Ok(()),
+        (Some(e), Some(g)) if secrets_eq(e.as_bytes(), g.as_bytes()) => Ok(()),
         (None, _) => Err(AdminError(
             StatusCode::NOT_FOUND,
             "the admin API is not enabled".into(),

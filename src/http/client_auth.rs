@@ -5,7 +5,7 @@ use projections::clients::Client;
 
 use crate::app::{App, now};
 use crate::oauth::OAuthError;
-use crate::oauth::client_auth::{presented, verify};
+use crate::oauth::client_auth::{AUTHENTICATION_FAILED, presented, verify};
 use crate::oauth::form::Form;
 use crate::store;
 
@@ -32,5 +32,5 @@ pub async fn authenticate(
             ));
         }
     }
-    client.ok_or_else(|| OAuthError::InvalidClient("unknown or disabled client".into()))
+    client.ok_or_else(|| OAuthError::InvalidClient(AUTHENTICATION_FAILED.into()))
 }

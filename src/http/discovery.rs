@@ -7,10 +7,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::app::{AppRef, now};
+use crate::clients::ID_TOKEN_ALGS;
 use crate::config::{SUPPORTED_AUTH_METHODS, SUPPORTED_GRANT_TYPES};
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
 
+/// The one metadata document (RFC 8414 §2 and OpenID Connect Discovery §3), served at both well-known
+/// addresses: a client that discovers through either must see the same facts, or it guesses the rest
+/// (an OpenID client reading the RFC 8414 address without `id_token_signing_alg_values_supported`
+/// assumes RS256).
 fn metadata(app: &AppRef) -> Value {
     let issuer = &app.config.issuer;
     json!({
@@ -31,7 +36,11 @@ fn metadata(app: &AppRef) -> Value {
         "acr_values_supported": [crate::sessions::ACR_PASSWORD, crate::sessions::ACR_TOTP],
         "token_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "RS256", "PS256"],
-        "introspection_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
+        // Only confidential clients may introspect (RFC 7662 §2.1): `none` is not offered there.
+        "introspection_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS
+            .iter()
+            .filter(|m| **m != "none")
+            .collect::<Vec<_>>(),
         "revocation_endpoint_auth_methods_supported": SUPPORTED_AUTH_METHODS,
         "scopes_supported": app
             .policy()
@@ -41,41 +50,42 @@ fn metadata(app: &AppRef) -> Value {
             .collect::<std::collections::BTreeSet<_>>(),
         "access_token_signing_alg_values_supported": [app.config.signing_alg.name()],
         "service_documentation": format!("{issuer}/openapi.json"),
+        "subject_types_supported": ["public"],
+        // RS256 first: the default for a client that registers no `id_token_signed_response_alg`
+        // (OpenID Connect Core §15.1).
+        "id_token_signing_alg_values_supported": ID_TOKEN_ALGS,
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "claims_supported": [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "azp",
+            "preferred_username",
+            "name",
+            "given_name",
+            "family_name",
+            "email",
+            "email_verified",
+            "phone_number",
+            "address"
+        ],
     })
 }
 
-/// `GET /.well-known/oauth-authorization-server`.
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
 pub async fn oauth_metadata(State(app): State<AppRef>) -> Json<Value> {
     Json(metadata(&app))
 }
 
-/// `GET /.well-known/openid-configuration`: the same facts, with the fields OpenID clients require.
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery): the same document.
 pub async fn openid_configuration(State(app): State<AppRef>) -> Json<Value> {
-    let mut m = metadata(&app);
-    m["subject_types_supported"] = json!(["public"]);
-    m["id_token_signing_alg_values_supported"] = json!([app.config.signing_alg.name()]);
-    m["userinfo_endpoint"] = json!(format!("{}/userinfo", app.config.issuer));
-    m["claims_supported"] = json!([
-        "sub",
-        "iss",
-        "aud",
-        "exp",
-        "iat",
-        "auth_time",
-        "nonce",
-        "acr",
-        "amr",
-        "azp",
-        "preferred_username",
-        "name",
-        "given_name",
-        "family_name",
-        "email",
-        "email_verified",
-        "phone_number",
-        "address"
-    ]);
-    Json(m)
+    Json(metadata(&app))
 }
 
 /// `GET /jwks`: current keys and retired keys whose tokens may still be live.

@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::app::AppRef;
-use crate::oauth::form::FORM_BYTES_MAX;
+use crate::oauth::form::{BodyLimit, FORM_BYTES_MAX};
 
 /// Every routed path, as the OpenAPI document must list it.
 pub const ROUTES: &[&str] = &[
@@ -72,6 +72,7 @@ pub fn router(app: AppRef) -> Router {
         .merge(login::routes())
         .merge(account::routes())
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::Extension(BodyLimit(body_max)))
         .with_state(app)
 }
 

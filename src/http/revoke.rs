@@ -17,7 +17,8 @@ use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
 use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
-/// Revokes a token the calling client was issued. Unknown tokens answer 200, as §2.2 says.
+/// Revokes a token the calling client was issued. Unknown tokens and other clients' tokens answer 200 and
+/// change nothing, as §2.2 says.
 ///
 /// Access tokens (JWTs) are tried first whatever `token_type_hint` says: a refresh token is never a JWT,
 /// so the hint changes no answer.
@@ -33,12 +34,9 @@ pub async fn revoke(
         revoke_refresh_token(&app, &client, token, now).await?;
         return Ok(StatusCode::OK);
     };
-    if found.token.client_id != client.spec.client_id {
-        return Err(OAuthError::UnauthorizedClient(
-            "the token was issued to another client".into(),
-        ));
-    }
-    if found.token.revoked_at.is_some() {
+    // RFC 7009 §2.2: another client's token is left alone with the same 200 an unknown token gets, so
+    // revocation is no oracle for which tokens exist or are valid.
+    if found.token.client_id != client.spec.client_id || found.token.revoked_at.is_some() {
         return Ok(StatusCode::OK);
     }
     let event = Event::TokenRevoked(TokenRevoked {

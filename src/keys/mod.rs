@@ -14,7 +14,7 @@ pub use ring::KeyRing;
 use serde::{Deserialize, Serialize};
 
 /// The signature algorithms tokens may be signed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum Algorithm {
     /// ECDSA P-256 with SHA-256: the default, small and fast.
     #[default]

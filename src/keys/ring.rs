@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use projections::event::{SigningKeyActivated, SigningKeyAdded, SigningKeyRetired, UnixSeconds, V1};
-use projections::keys::SigningKey;
+use projections::keys::{KeyStatus, SigningKey};
 use projections::{Event, queries};
 
 use super::{Algorithm, KeyDir, KeyError, KeyMaterial};
@@ -16,24 +16,44 @@ pub const KEYS_STREAM: &str = "signing-keys";
 /// How long a process keeps signing with the key it last saw before asking the ledger again.
 pub const CURRENT_KEY_CACHE: Duration = Duration::from_secs(10);
 
-/// The signing keys as this process uses them.
+/// The signing keys as this process uses them: one current key per algorithm in use. Access tokens are
+/// signed with the configured algorithm's key; ID tokens with the key of the algorithm their client
+/// registered (RS256 unless it asked for another), generated and recorded the first time it is needed.
 pub struct KeyRing {
     dir: KeyDir,
     alg: Algorithm,
     /// Longest lifetime of any token signed; a retired key stays published this long (plus the cache).
     token_lifetime_max: i64,
-    current: RwLock<Option<(Arc<KeyMaterial>, Instant)>>,
+    /// The current key of each algorithm this process signed with, and when it was read from the ledger.
+    current: RwLock<Vec<(Arc<KeyMaterial>, Instant)>>,
+}
+
+/// The current key of `alg` among `keys`: the most recently activated one.
+fn current_of(keys: &[SigningKey], alg: Algorithm) -> Option<&SigningKey> {
+    queries::current_key(keys.iter().filter(|k| k.alg == alg.name()))
+}
+
+fn parse_alg(row: &SigningKey) -> Result<Algorithm, KeyError> {
+    row.alg.parse().map_err(|e: String| KeyError::File {
+        path: row.kid.clone(),
+        problem: e,
+    })
 }
 
 impl KeyRing {
-    /// A ring over the private keys in `dir`, generating `alg` keys.
+    /// A ring over the private keys in `dir`, signing access tokens with `alg` keys.
     pub fn new(dir: KeyDir, alg: Algorithm, token_lifetime_max: i64) -> Self {
         KeyRing {
             dir,
             alg,
             token_lifetime_max,
-            current: RwLock::new(None),
+            current: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The algorithm access tokens are signed with.
+    pub fn access_token_alg(&self) -> Algorithm {
+        self.alg
     }
 
     /// Every signing key row in the ledger.
@@ -51,115 +71,134 @@ impl KeyRing {
             .collect())
     }
 
-    /// The key to sign with now, generating and recording the first one if the ledger has none.
+    /// The key to sign access tokens with now, generating and recording the first one if the ledger has
+    /// none.
     pub async fn current(
         &self,
         store: &dyn EventStore,
         now: UnixSeconds,
     ) -> Result<Arc<KeyMaterial>, KeyError> {
-        if let Ok(guard) = self.current.read()
-            && let Some((key, at)) = guard.as_ref()
-            && at.elapsed() < CURRENT_KEY_CACHE
-        {
-            return Ok(key.clone());
+        self.current_for(store, self.alg, now).await
+    }
+
+    /// The current key of `alg`, generating and recording one if the ledger has none for it.
+    pub async fn current_for(
+        &self,
+        store: &dyn EventStore,
+        alg: Algorithm,
+        now: UnixSeconds,
+    ) -> Result<Arc<KeyMaterial>, KeyError> {
+        if let Some(key) = self.cached(|k, at| k.alg == alg && at.elapsed() < CURRENT_KEY_CACHE) {
+            return Ok(key);
         }
         let keys = Self::all(store).await?;
-        let key = match queries::current_key(&keys) {
-            Some(row) => {
-                let alg: Algorithm = row.alg.parse().map_err(|e: String| KeyError::File {
-                    path: row.kid.clone(),
-                    problem: e,
-                })?;
-                match self.cached(&row.kid) {
-                    Some(k) => k,
-                    None => Arc::new(self.dir.load(&row.kid, alg)?),
-                }
-            }
-            None => Arc::new(self.install(store, None, now).await?),
+        let key = match current_of(&keys, alg) {
+            Some(row) => match self.cached(|k, _| k.kid == row.kid) {
+                Some(k) => k,
+                None => Arc::new(self.dir.load(&row.kid, parse_alg(row)?)?),
+            },
+            None => Arc::new(self.install(store, alg, now).await?),
         };
         if let Ok(mut guard) = self.current.write() {
-            *guard = Some((key.clone(), Instant::now()));
+            guard.retain(|(k, _)| k.alg != alg);
+            guard.push((key.clone(), Instant::now()));
         }
         Ok(key)
     }
 
-    fn cached(&self, kid: &str) -> Option<Arc<KeyMaterial>> {
+    fn cached(&self, fits: impl Fn(&KeyMaterial, &Instant) -> bool) -> Option<Arc<KeyMaterial>> {
         let guard = self.current.read().ok()?;
-        guard
-            .as_ref()
-            .filter(|(k, _)| k.kid == kid)
-            .map(|(k, _)| k.clone())
+        guard.iter().find(|(k, at)| fits(k, at)).map(|(k, _)| k.clone())
     }
 
-    /// Adds a new key and makes it current; the previous current key is retired but stays published until
-    /// every token it signed has expired.
+    /// Replaces the current key of every algorithm in use (the access-token algorithm's always, and each
+    /// other algorithm with a current key, such as RS256 for ID tokens) with a fresh one; each previous key
+    /// is retired but stays published until every token it signed has expired. Returns the new
+    /// access-token key.
     pub async fn rotate(&self, store: &dyn EventStore, now: UnixSeconds) -> Result<KeyMaterial, KeyError> {
         let keys = Self::all(store).await?;
-        let previous = queries::current_key(&keys).map(|k| k.kid.clone());
-        let key = self.install(store, previous, now).await?;
-        if let Ok(mut guard) = self.current.write() {
-            *guard = None;
+        let mut algs = vec![self.alg];
+        for row in keys.iter().filter(|k| k.status == KeyStatus::Current) {
+            let alg = parse_alg(row)?;
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
         }
-        Ok(key)
+        let mut access_key = None;
+        for alg in algs {
+            let key = self.install(store, alg, now).await?;
+            access_key.get_or_insert(key);
+        }
+        if let Ok(mut guard) = self.current.write() {
+            guard.clear();
+        }
+        access_key.ok_or(KeyError::NoCurrentKey)
     }
 
-    /// Generates a key, saves its private half, and records it (retiring `previous`). The append expects
-    /// the keys stream at the version it read, so two processes racing to install a key cannot both win.
+    /// Generates an `alg` key, saves its private half, and records it, retiring the current key of the
+    /// same algorithm. The append expects the keys stream at the version it read, so two processes racing
+    /// to install a key cannot both win; the loser uses the winner's key when it is of `alg`, and tries
+    /// again when the winner installed another algorithm's.
     async fn install(
         &self,
         store: &dyn EventStore,
-        previous: Option<String>,
+        alg: Algorithm,
         now: UnixSeconds,
     ) -> Result<KeyMaterial, KeyError> {
-        let expected = match store.stream_version(KEYS_STREAM).await? {
-            Some(v) => ExpectedVersion::Exact(v),
-            None => ExpectedVersion::NoStream,
-        };
-        let key = KeyMaterial::generate(self.alg)?;
-        self.dir.save(&key)?;
-        let mut events = vec![
-            Event::SigningKeyAdded(SigningKeyAdded {
-                v: V1,
-                kid: key.kid.clone(),
-                alg: key.alg.name().into(),
-                public_jwk: key.public_jwk.clone(),
-                at: now,
-            }),
-            Event::SigningKeyActivated(SigningKeyActivated {
-                v: V1,
-                kid: key.kid.clone(),
-                at: now,
-            }),
-        ];
-        if let Some(kid) = previous {
-            events.push(Event::SigningKeyRetired(SigningKeyRetired {
-                v: V1,
-                kid,
-                at: now,
-                publish_until: now + self.token_lifetime_max + CURRENT_KEY_CACHE.as_secs() as i64,
-            }));
-        }
-        match store
-            .append(AppendRequest::to_stream(KEYS_STREAM, expected, events))
-            .await
-        {
-            Ok(_) => Ok(key),
-            Err(e) => {
-                self.dir.discard(&key);
-                match e {
-                    // Another process installed a key first: use theirs.
-                    AppendError::Conflict { .. } => {
-                        let keys = Self::all(store).await?;
-                        let row = queries::current_key(&keys).ok_or(KeyError::NoCurrentKey)?;
-                        let alg = row.alg.parse().map_err(|e: String| KeyError::File {
-                            path: row.kid.clone(),
-                            problem: e,
-                        })?;
-                        self.dir.load(&row.kid, alg)
+        for _ in 0..3 {
+            let expected = match store.stream_version(KEYS_STREAM).await? {
+                Some(v) => ExpectedVersion::Exact(v),
+                None => ExpectedVersion::NoStream,
+            };
+            let keys = Self::all(store).await?;
+            let previous = current_of(&keys, alg).map(|k| k.kid.clone());
+            let key = KeyMaterial::generate(alg)?;
+            self.dir.save(&key)?;
+            let mut events = vec![
+                Event::SigningKeyAdded(SigningKeyAdded {
+                    v: V1,
+                    kid: key.kid.clone(),
+                    alg: key.alg.name().into(),
+                    public_jwk: key.public_jwk.clone(),
+                    at: now,
+                }),
+                Event::SigningKeyActivated(SigningKeyActivated {
+                    v: V1,
+                    kid: key.kid.clone(),
+                    at: now,
+                }),
+            ];
+            if let Some(kid) = previous.clone() {
+                events.push(Event::SigningKeyRetired(SigningKeyRetired {
+                    v: V1,
+                    kid,
+                    at: now,
+                    publish_until: now + self.token_lifetime_max + CURRENT_KEY_CACHE.as_secs() as i64,
+                }));
+            }
+            match store
+                .append(AppendRequest::to_stream(KEYS_STREAM, expected, events))
+                .await
+            {
+                Ok(_) => return Ok(key),
+                Err(e) => {
+                    self.dir.discard(&key);
+                    match e {
+                        // Another process changed the keys first: use its key of `alg` if it installed
+                        // one, else look again.
+                        AppendError::Conflict { .. } => {
+                            let keys = Self::all(store).await?;
+                            if let Some(row) = current_of(&keys, alg)
+                                && Some(&row.kid) != previous.as_ref()
+                            {
+                                return self.dir.load(&row.kid, alg);
+                            }
+                        }
+                        other => return Err(KeyError::Append(other.to_string())),
                     }
-                    other => Err(KeyError::Append(other.to_string())),
                 }
             }
         }
+        Err(KeyError::NoCurrentKey)
     }
 }

@@ -17,6 +17,18 @@ pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-t
 /// Longest lifetime accepted for a client assertion, so replay records stay bounded.
 pub const ASSERTION_LIFETIME_MAX: i64 = 600;
 
+/// Clock skew allowed on a client assertion's `exp` (seconds). The used-`jti` record outlives it.
+pub const ASSERTION_LEEWAY: i64 = 30;
+
+/// What every failure to prove a client's identity says: an unknown client, a disabled one, a wrong
+/// secret, another method than the registered one and a bad assertion signature must be indistinguishable,
+/// or `invalid_client` tells an attacker which client ids exist.
+pub const AUTHENTICATION_FAILED: &str = "client authentication failed";
+
+/// A SHA-256 (hex) no secret has: an unknown client's presented secret is compared against it, so that
+/// answer costs what a wrong secret costs.
+const NO_SECRET_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// How a client tried to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
@@ -153,6 +165,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Compares two secrets through their SHA-256 digests: always 32 bytes against 32 in constant time, so
+/// neither where they differ nor the expected secret's length shows in the time taken.
+pub fn secrets_eq(expected: &[u8], given: &[u8]) -> bool {
+    constant_time_eq(&Sha256::digest(expected), &Sha256::digest(given))
+}
+
 #[derive(Debug, Deserialize)]
 struct Issuer {
     iss: String,
@@ -166,7 +184,8 @@ struct Claims {
     exp: i64,
 }
 
-/// A verified client assertion whose `jti` must be used only once, until `expires_at`.
+/// A verified client assertion whose `jti` must be used only once, until `expires_at` (its `exp` plus the
+/// leeway: as long as any server would still accept it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssertionUse {
     pub jti: String,
@@ -183,21 +202,24 @@ pub fn verify(
     audiences: &[String],
     now: UnixSeconds,
 ) -> Result<Option<AssertionUse>, OAuthError> {
-    let client = client
-        .filter(|c| c.is_enabled())
-        .ok_or_else(|| invalid("unknown or disabled client"))?;
-    if client.spec.token_endpoint_auth_method != presented.method() {
-        return Err(invalid(
-            "this client is registered for another authentication method",
-        ));
-    }
+    let client = client.filter(|c| c.is_enabled() && c.spec.token_endpoint_auth_method == presented.method());
+    let Some(client) = client else {
+        // Do the work a wrong secret costs, so the time taken does not tell the two apart.
+        if let Presented::Basic { secret, .. } | Presented::Post { secret, .. } = presented {
+            std::hint::black_box(constant_time_eq(
+                secret_hash(secret).as_bytes(),
+                NO_SECRET_HASH.as_bytes(),
+            ));
+        }
+        return Err(invalid(AUTHENTICATION_FAILED));
+    };
     match presented {
         Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
-            let stored = client.spec.secret_hash.as_deref().unwrap_or_default();
+            let stored = client.spec.secret_hash.as_deref().unwrap_or(NO_SECRET_HASH);
             if constant_time_eq(secret_hash(secret).as_bytes(), stored.as_bytes()) {
                 Ok(None)
             } else {
-                Err(invalid("client authentication failed"))
+                Err(invalid(AUTHENTICATION_FAILED))
             }
         }
         Presented::None { .. } => Ok(None),
@@ -227,12 +249,12 @@ fn verify_assertion(
         .jwks
         .clone()
         .and_then(|v| serde_json::from_value(v).ok())
-        .ok_or_else(|| invalid("the client has no usable JWKS"))?;
+        .ok_or_else(|| invalid(AUTHENTICATION_FAILED))?;
     let mut validation = Validation::new(header.alg);
     validation.set_audience(audiences);
     validation.set_issuer(&[client_id]);
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    validation.leeway = 30;
+    validation.leeway = ASSERTION_LEEWAY as u64;
     // The clock is an argument: check exp against `now` below rather than the system time.
     validation.validate_exp = false;
     let candidates = set
@@ -250,7 +272,7 @@ fn verify_assertion(
         if c.sub != client_id || c.iss != client.spec.client_id {
             return Err(invalid("client_assertion iss and sub must be the client_id"));
         }
-        if c.exp + validation.leeway as i64 <= now {
+        if c.exp.saturating_add(ASSERTION_LEEWAY) <= now {
             return Err(invalid("client_assertion has expired"));
         }
         if c.exp > now + ASSERTION_LIFETIME_MAX {
@@ -261,12 +283,12 @@ fn verify_assertion(
         }
         return Ok(AssertionUse {
             jti: c.jti,
-            expires_at: c.exp,
+            // Kept until no server would accept the assertion any more: a record that ended at `exp`
+            // would let it be replayed during the leeway.
+            expires_at: c.exp + ASSERTION_LEEWAY,
         });
     }
-    Err(invalid(
-        "client_assertion signature, audience or issuer is not valid",
-    ))
+    Err(invalid(AUTHENTICATION_FAILED))
 }
 
 #[cfg(test)]
@@ -311,6 +333,13 @@ mod tests {
             presented(&HeaderMap::new(), &form("")),
             Err(OAuthError::InvalidClient(_))
         ));
+    }
+
+    #[test]
+    fn secrets_compare_by_digest() {
+        assert!(secrets_eq(b"admin-token", b"admin-token"));
+        assert!(!secrets_eq(b"admin-token", b"admin-tokem"));
+        assert!(!secrets_eq(b"admin-token", b"admin"));
     }
 
     #[test]

@@ -105,14 +105,31 @@ impl IntoResponse for OAuthError {
         let mut response = (self.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, OAuthError::InvalidClient(_)) {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"consent-ledger\", charset=\"UTF-8\""),
-            );
+        if let OAuthError::InvalidClient(description) = &self {
+            headers.insert(header::WWW_AUTHENTICATE, basic_challenge(description));
         }
         response
     }
+}
+
+/// The challenge a 401 `invalid_client` carries (RFC 6749 §5.2, RFC 7235 §4.1), naming the OAuth error as
+/// RFC 6750 §3 does for bearer tokens, so a client reports `invalid_client` rather than a bare challenge.
+fn basic_challenge(description: &str) -> HeaderValue {
+    // A quoted-string holds no `"` or `\` unescaped, and a header value only visible ASCII.
+    let description: String = description
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "Basic realm=\"consent-ledger\", charset=\"UTF-8\", error=\"invalid_client\", error_description=\"{description}\""
+    ))
+    .unwrap_or_else(|_| {
+        HeaderValue::from_static("Basic realm=\"consent-ledger\", charset=\"UTF-8\", error=\"invalid_client\"")
+    })
 }
 
 impl From<crate::store::StoreError> for OAuthError {
@@ -124,5 +141,20 @@ impl From<crate::store::StoreError> for OAuthError {
             }
             _ => OAuthError::ServerError,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_challenge_names_the_error_and_escapes_the_description() {
+        let r = OAuthError::InvalidClient("a \"quoted\" \\ word\n".into()).into_response();
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"consent-ledger\", charset=\"UTF-8\", error=\"invalid_client\", \
+             error_description=\"a \\\"quoted\\\" \\\\ word\""
+        );
     }
 }

@@ -13,6 +13,11 @@ pub const FORM_BYTES_MAX: usize = 64 * 1024;
 /// Most parameters one form may carry.
 pub const FORM_PARAMS_MAX: usize = 64;
 
+/// The body limit in force for a request (the configured one, at most [`FORM_BYTES_MAX`]); the router
+/// puts it in the request's extensions so a refusal names the limit that refused.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 /// A parsed form. Empty values count as absent, as RFC 6749 §3.1 says.
 #[derive(Debug, Clone, Default)]
 pub struct Form(pub BTreeMap<String, String>);
@@ -66,8 +71,16 @@ impl<S: Send + Sync> FromRequest<S> for Form {
                 "the body must be application/x-www-form-urlencoded".into(),
             ));
         }
-        let body = Bytes::from_request(req, state).await.map_err(|_| {
-            OAuthError::InvalidRequest(format!("the body is over {FORM_BYTES_MAX} bytes or unreadable"))
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(FORM_BYTES_MAX, |l| l.0);
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthError::InvalidRequest(format!("the body is over the {limit}-byte limit"))
+            } else {
+                OAuthError::InvalidRequest("the body could not be read".into())
+            }
         })?;
         Form::parse(&body)
     }

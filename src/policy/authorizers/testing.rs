@@ -35,6 +35,8 @@ pub fn client(client_id: &str) -> Client {
             require_pushed_authorization_requests: false,
             delegation_lifetime_seconds: None,
             refresh_reuse_grace_seconds: 0,
+            resource_server: false,
+            id_token_signed_response_alg: None,
         },
         disabled: None,
         registered_at: NOW - 86_400,
