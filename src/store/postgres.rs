@@ -64,12 +64,10 @@ impl LedgerTx for PgTx {
     }
 
     async fn stream_versions(&mut self, streams: &[&str]) -> Result<BTreeMap<String, u64>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
-        .bind(streams)
-        .fetch_all(&mut *self.0)
-        .await?;
+        let rows = sqlx::query("SELECT stream_id, version FROM streams WHERE stream_id = ANY($1)")
+            .bind(streams)
+            .fetch_all(&mut *self.0)
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?))))
             .collect::<Result<_, sqlx::Error>>()
@@ -108,6 +106,18 @@ impl LedgerTx for PgTx {
         .bind(text(|e| &e.metadata))
         .bind(column(|e| e.recorded_at))
         .bind(text(|e| &e.hash))
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_streams(&mut self, versions: &BTreeMap<&str, u64>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(versions.keys().copied().collect::<Vec<&str>>())
+        .bind(versions.values().map(|v| *v as i64).collect::<Vec<i64>>())
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -236,9 +246,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = $1")
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
             .bind(stream_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(v.map(position))
     }

@@ -73,8 +73,7 @@ impl LedgerTx for SqliteTx {
 
     async fn stream_versions(&mut self, streams: &[&str]) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT stream_id, MAX(version) FROM events \
-             WHERE stream_id IN (SELECT value FROM json_each(?1)) GROUP BY stream_id",
+            "SELECT stream_id, version FROM streams WHERE stream_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_list(streams))
         .fetch_all(&mut *self.0)
@@ -124,6 +123,18 @@ impl LedgerTx for SqliteTx {
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
                     value ->> 7 \
              FROM json_each(?1)",
+        )
+        .bind(json_list(&rows))
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_streams(&mut self, versions: &BTreeMap<&str, u64>) -> Result<(), StoreError> {
+        let rows: Vec<_> = versions.iter().map(|(s, v)| json!([s, v])).collect();
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
         )
         .bind(json_list(&rows))
         .execute(&mut *self.0)
@@ -288,9 +299,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = ?1")
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?1")
             .bind(stream_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
         Ok(v.map(position))
     }

@@ -26,7 +26,7 @@ const GATHER_YIELDS_MAX: u32 = 4;
 pub(crate) trait LedgerTx: Send {
     /// Reads the head and takes the ledger's write lock until commit.
     fn lock_head(&mut self) -> impl Future<Output = Result<Head, StoreError>> + Send;
-    /// The last version of each named stream that exists.
+    /// The current version of each named stream that exists (from `streams`, one key lookup each).
     fn stream_versions(
         &mut self,
         streams: &[&str],
@@ -39,6 +39,11 @@ pub(crate) trait LedgerTx: Send {
     fn insert_events(
         &mut self,
         events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records each stream's new current version.
+    fn upsert_streams(
+        &mut self,
+        versions: &BTreeMap<&str, u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Current state of the named rows of one projection table that exist.
     fn load_rows(
@@ -88,6 +93,12 @@ pub(crate) async fn commit_batch<B: Backend>(
     }
 
     tx.insert_events(&plan.events).await?;
+    let mut current: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &plan.events {
+        let v = current.entry(e.stream_id.as_str()).or_default();
+        *v = (*v).max(e.version);
+    }
+    tx.upsert_streams(&current).await?;
     let touched = LedgerState::touched(&plan.recorded);
     let mut loaded = Vec::new();
     for (table, ids) in &touched {
