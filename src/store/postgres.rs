@@ -34,11 +34,11 @@ struct PgBackend {
 
 struct PgTx(Transaction<'static, Postgres>);
 
-fn stored_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        position: position(row.try_get(0)?),
+        position: position(row.try_get(0)?)?,
         stream_id: row.try_get(1)?,
-        version: position(row.try_get(2)?),
+        version: position(row.try_get(2)?)?,
         event_type: row.try_get(3)?,
         payload: row.try_get(4)?,
         metadata: row.try_get(5)?,
@@ -47,9 +47,9 @@ fn stored_event(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
     })
 }
 
-fn head_of(row: &PgRow) -> Result<Head, sqlx::Error> {
+fn head_of(row: &PgRow) -> Result<Head, StoreError> {
     Ok(Head {
-        position: position(row.try_get(0)?),
+        position: position(row.try_get(0)?)?,
         hash: row.try_get(1)?,
         recorded_at: row.try_get(2)?,
     })
@@ -60,7 +60,7 @@ impl LedgerTx for PgTx {
         let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(head_of(&row)?)
+        head_of(&row)
     }
 
     async fn stream_versions(&mut self, streams: &[&str]) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -69,9 +69,8 @@ impl LedgerTx for PgTx {
             .fetch_all(&mut *self.0)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?))))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?)?)))
+            .collect()
     }
 
     async fn known_keys(&mut self, keys: &[&str]) -> Result<BTreeMap<String, AppendResult>, StoreError> {
@@ -168,8 +167,9 @@ impl LedgerTx for PgTx {
         .bind(keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
         .bind(
             keys.iter()
-                .map(|(_, r)| serde_json::to_string(r).unwrap_or_default())
-                .collect::<Vec<_>>(),
+                .map(|(_, r)| serde_json::to_string(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(format!("cannot encode an append result: {e}")))?,
         )
         .execute(&mut *self.0)
         .await?;
@@ -203,7 +203,7 @@ impl PostgresStore {
     /// Connects to and migrates the PostgreSQL ledger at `url`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?
+            .map_err(|e| StoreError::NotALedger(format!("not a PostgreSQL URL: {e}")))?
             // The log grows fast from empty: a generic plan cached while a table was tiny would keep
             // scanning it whole long after it is large. Plan each statement for its actual arguments.
             .options([("plan_cache_mode", "force_custom_plan")]);
@@ -213,7 +213,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Open(format!("cannot reach PostgreSQL at {target}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {e}")))?;
         migrations::migrator(Dialect::Postgres).run(&pool).await?;
         let writer = Writer::spawn(Arc::new(PgBackend { pool: pool.clone() }));
         Ok(PostgresStore { pool, writer })
@@ -235,14 +235,14 @@ impl EventStore for PostgresStore {
         .bind(i64::from(limit.min(READ_LIMIT_MAX)))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(stored_event).collect::<Result<_, _>>()?)
+        rows.iter().map(stored_event).collect()
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
         let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(head_of(&row)?)
+        head_of(&row)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
@@ -250,7 +250,7 @@ impl EventStore for PostgresStore {
             .bind(stream_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(v.map(position))
+        v.map(position).transpose()
     }
 
     async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -407,7 +407,11 @@ impl EventStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?;
         if applied.unwrap_or(0) < migrations::latest_version() {
-            return Err(StoreError::Open("database schema is not migrated".into()));
+            return Err(StoreError::NotMigrated(format!(
+                "migration {} applied, {} needed",
+                applied.unwrap_or(0),
+                migrations::latest_version()
+            )));
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use super::row_reader::RowReader;
 use super::writer::{Backend, LedgerTx, Writer};
 use super::{
     AppendError, AppendRequest, AppendResult, EventStore, Head, READ_LIMIT_MAX, RowFilter, StoreError,
-    StoredEvent, StoredRow, position, table_name,
+    StoredEvent, StoredRow, json_list, position, table_name,
 };
 
 /// The ledger in a SQLite file.
@@ -37,11 +37,11 @@ struct SqliteBackend {
 
 struct SqliteTx(Transaction<'static, Sqlite>);
 
-fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
-        position: position(row.try_get(0)?),
+        position: position(row.try_get(0)?)?,
         stream_id: row.try_get(1)?,
-        version: position(row.try_get(2)?),
+        version: position(row.try_get(2)?)?,
         event_type: row.try_get(3)?,
         payload: row.try_get(4)?,
         metadata: row.try_get(5)?,
@@ -50,16 +50,12 @@ fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Erro
     })
 }
 
-fn head_of(row: &sqlx::sqlite::SqliteRow) -> Result<Head, sqlx::Error> {
+fn head_of(row: &sqlx::sqlite::SqliteRow) -> Result<Head, StoreError> {
     Ok(Head {
-        position: position(row.try_get(0)?),
+        position: position(row.try_get(0)?)?,
         hash: row.try_get(1)?,
         recorded_at: row.try_get(2)?,
     })
-}
-
-fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
 impl LedgerTx for SqliteTx {
@@ -68,27 +64,26 @@ impl LedgerTx for SqliteTx {
         let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1")
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(head_of(&row)?)
+        head_of(&row)
     }
 
     async fn stream_versions(&mut self, streams: &[&str]) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows = sqlx::query(
             "SELECT stream_id, version FROM streams WHERE stream_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_list(streams))
+        .bind(json_list(streams)?)
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?))))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?)?)))
+            .collect()
     }
 
     async fn known_keys(&mut self, keys: &[&str]) -> Result<BTreeMap<String, AppendResult>, StoreError> {
         let rows = sqlx::query(
             "SELECT key, result FROM idempotency_keys WHERE key IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_list(keys))
+        .bind(json_list(keys)?)
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
@@ -124,7 +119,7 @@ impl LedgerTx for SqliteTx {
                     value ->> 7 \
              FROM json_each(?1)",
         )
-        .bind(json_list(&rows))
+        .bind(json_list(&rows)?)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -136,7 +131,7 @@ impl LedgerTx for SqliteTx {
             "INSERT INTO streams (stream_id, version) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true \
              ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
         )
-        .bind(json_list(&rows))
+        .bind(json_list(&rows)?)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -153,7 +148,7 @@ impl LedgerTx for SqliteTx {
         );
         let ids: Vec<&String> = ids.iter().collect();
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(json_list(&ids))
+            .bind(json_list(&ids)?)
             .fetch_all(&mut *self.0)
             .await?;
         rows.iter()
@@ -183,7 +178,7 @@ impl LedgerTx for SqliteTx {
             })
             .collect();
         sqlx::query(AssertSqlSafe(sql))
-            .bind(json_list(&rows))
+            .bind(json_list(&rows)?)
             .execute(&mut *self.0)
             .await?;
         Ok(())
@@ -192,12 +187,13 @@ impl LedgerTx for SqliteTx {
     async fn insert_keys(&mut self, keys: &[(String, AppendResult)]) -> Result<(), StoreError> {
         let rows: Vec<_> = keys
             .iter()
-            .map(|(k, r)| json!([k, serde_json::to_string(r).unwrap_or_default()]))
-            .collect();
+            .map(|(k, r)| Ok(json!([k, serde_json::to_string(r)?])))
+            .collect::<Result<_, serde_json::Error>>()
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode an append result: {e}")))?;
         sqlx::query(
             "INSERT INTO idempotency_keys (key, result) SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
         )
-        .bind(json_list(&rows))
+        .bind(json_list(&rows)?)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -230,7 +226,7 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the SQLite ledger at `url` (`sqlite://PATH`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(format!("{url} is not a SQLite URL: {e}")))?
+            .map_err(|e| StoreError::NotALedger(format!("{url} is not a SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Durable before acknowledged: FULL syncs the WAL at every commit.
@@ -248,21 +244,21 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let file = options.get_filename().display().to_string();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Open(format!("cannot open SQLite database {file}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {file}: {e}")))?;
 
         let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
             .fetch_all(&pool)
             .await
-            .map_err(|e| StoreError::Open(format!("{file} is not a consent-ledger database: {e}")))?;
+            .map_err(|e| StoreError::NotALedger(format!("{file} is not a consent-ledger database: {e}")))?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
-            return Err(StoreError::Open(format!(
+            return Err(StoreError::NotALedger(format!(
                 "{file} is a SQLite database but not a consent-ledger one (it has tables {tables:?})"
             )));
         }
@@ -288,14 +284,14 @@ impl EventStore for SqliteStore {
         .bind(limit.min(READ_LIMIT_MAX))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(stored_event).collect::<Result<_, _>>()?)
+        rows.iter().map(stored_event).collect()
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
         let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
-        Ok(head_of(&row)?)
+        head_of(&row)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
@@ -303,7 +299,7 @@ impl EventStore for SqliteStore {
             .bind(stream_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(v.map(position))
+        v.map(position).transpose()
     }
 
     async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -456,7 +452,11 @@ impl EventStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?;
         if applied.unwrap_or(0) < migrations::latest_version() {
-            return Err(StoreError::Open("database schema is not migrated".into()));
+            return Err(StoreError::NotMigrated(format!(
+                "migration {} applied, {} needed",
+                applied.unwrap_or(0),
+                migrations::latest_version()
+            )));
         }
         Ok(())
     }
