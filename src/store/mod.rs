@@ -8,6 +8,7 @@ pub mod batch;
 mod migrations;
 mod postgres;
 mod row_reader;
+mod sql;
 mod sqlite;
 mod writer;
 
@@ -21,6 +22,7 @@ use projections::{Event, Metadata, Projection, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PostgresStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Most events one append may carry.
@@ -307,31 +309,11 @@ pub struct StoredRow {
 /// A stream of events read from the log.
 pub type EventStream<'a> = Pin<Box<dyn Stream<Item = Result<StoredEvent, StoreError>> + Send + 'a>>;
 
-/// The contract every backend meets; the same test bodies run against each.
+/// State kept outside the ledger because it is not a fact anyone audits (see ARCHITECTURE.md): used
+/// assertion ids, and keyed values with an optional expiry. Its own contract, apart from the log's;
+/// every [`EventStore`] also keeps it, in the same database.
 #[async_trait]
-pub trait EventStore: Send + Sync {
-    /// Appends all of `request` or none of it. Returns once the events are durable.
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
-
-    /// Up to `limit` events from `position` on (inclusive), in position order.
-    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
-
-    /// The head record: last position and hash.
-    async fn head(&self) -> Result<Head, StoreError>;
-
-    /// The last version of `stream_id`, or `None` when it has no events.
-    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
-
-    /// One projection row's state.
-    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
-
-    /// Projection rows matching the lookup columns given.
-    async fn rows_where(
-        &self,
-        table: &'static str,
-        filter: RowFilter<'_>,
-    ) -> Result<Vec<serde_json::Value>, StoreError>;
-
+pub trait OffLedger: Send + Sync {
     /// Records `key` as used until `expires_at`; false when it already was. Forgets keys expired at `now`.
     async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
@@ -365,6 +347,32 @@ pub trait EventStore: Send + Sync {
 
     /// Forgets (`namespace`, `key`).
     async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
+}
+
+/// The contract every backend meets; the same test bodies run against each.
+#[async_trait]
+pub trait EventStore: OffLedger {
+    /// Appends all of `request` or none of it. Returns once the events are durable.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
+
+    /// Up to `limit` events from `position` on (inclusive), in position order.
+    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The head record: last position and hash.
+    async fn head(&self) -> Result<Head, StoreError>;
+
+    /// The last version of `stream_id`, or `None` when it has no events.
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// One projection row's state.
+    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Projection rows matching the lookup columns given.
+    async fn rows_where(
+        &self,
+        table: &'static str,
+        filter: RowFilter<'_>,
+    ) -> Result<Vec<serde_json::Value>, StoreError>;
 
     /// Every projection row of every table, for replay comparison.
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
