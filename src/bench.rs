@@ -42,6 +42,26 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<u64>,
     },
+    /// Whether cost grows with history: append and `client_credentials` throughput on this ledger (run it
+    /// on a fresh database), then again after `--events` more events in the same database; prints both
+    /// and their ratio.
+    History {
+        /// Events to add between the two measurements.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Single-event appends per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        appends: u64,
+        /// Token requests per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Appending tasks and token workers at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+        /// Runs per measurement; the best counts, so a neighbour's burst of load does not.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// `refresh_token` over HTTP: each worker rotates its own delegation's refresh token, request after
     /// request, against an in-process server at several concurrencies.
     Refresh {
@@ -97,6 +117,27 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
                 );
             }
             store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::History {
+            events,
+            appends,
+            requests,
+            concurrency,
+            rounds,
+        } => {
+            let store = store::open(url).await?;
+            let sizes = Sizes {
+                appends,
+                requests,
+                concurrency: concurrency.max(1),
+                rounds: rounds.max(1),
+            };
+            let result = history(store.clone(), events, sizes).await;
+            store.close().await;
+            for line in result? {
+                println!("{} {line}", crate::cli::redact(url));
+            }
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Refresh {
@@ -301,6 +342,107 @@ async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Re
     report(count, started, tasks).await
 }
 
+/// How much one measurement of `bench history` does.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    appends: u64,
+    requests: u64,
+    concurrency: u64,
+    rounds: u32,
+}
+
+/// The best of `rounds` runs of appends, then of tokens.
+async fn measure(store: &Arc<dyn EventStore>, sizes: Sizes) -> Result<(Report, Report), CliError> {
+    let best = |a: Report, b: Report| if b.rate() > a.rate() { b } else { a };
+    let mut appends = append(store.clone(), sizes.appends, sizes.concurrency, false).await?;
+    let levels = vec![sizes.concurrency; sizes.rounds as usize];
+    for _ in 1..sizes.rounds {
+        appends = best(
+            appends,
+            append(store.clone(), sizes.appends, sizes.concurrency, false).await?,
+        );
+    }
+    let tokens = tokens(store.clone(), sizes.requests, &levels)
+        .await?
+        .into_iter()
+        .reduce(best)
+        .ok_or_else(|| CliError::Usage("no measurement".into()))?;
+    Ok((appends, tokens))
+}
+
+/// Measures appends and tokens, adds `events` events, measures again; one line per measurement.
+async fn history(store: Arc<dyn EventStore>, events: u64, sizes: Sizes) -> Result<Vec<String>, CliError> {
+    let concurrency = sizes.concurrency;
+    let fresh_at = store.head().await?.position;
+    let (fresh_appends, fresh_tokens) = measure(&store, sizes).await?;
+
+    let started = Instant::now();
+    fill(store.clone(), events).await?;
+    let filled = started.elapsed();
+    let later_at = store.head().await?.position;
+    eprintln!(
+        "added {events} events in {:.1} s ({:.0} events/s)",
+        filled.as_secs_f64(),
+        events as f64 / filled.as_secs_f64()
+    );
+
+    let (later_appends, later_tokens) = measure(&store, sizes).await?;
+    let line = |what: &str, unit: &str, fresh: &Report, later: &Report| {
+        format!(
+            "{what} concurrency {concurrency}: {:.0} {unit} (p99 {:.1} ms) with {fresh_at} events, \
+             {:.0} {unit} (p99 {:.1} ms) with {later_at}: ratio {:.2}",
+            fresh.rate(),
+            fresh.p99.as_secs_f64() * 1e3,
+            later.rate(),
+            later.p99.as_secs_f64() * 1e3,
+            later.rate() / fresh.rate()
+        )
+    };
+    Ok(vec![
+        line("appends", "events/s", &fresh_appends, &later_appends),
+        line("client_credentials", "tokens/s", &fresh_tokens, &later_tokens),
+    ])
+}
+
+/// Appends `count` token events to distinct streams, a hundred per append, as fast as the writer takes
+/// them: history to measure against, not a measurement.
+async fn fill(store: Arc<dyn EventStore>, count: u64) -> Result<(), CliError> {
+    const TASKS: u64 = 16;
+    const PER_APPEND: u64 = 100;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        let run = run.clone();
+        let share = share_of(count, TASKS, t);
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while done < share {
+                let n = PER_APPEND.min(share - done);
+                let request = (done..done + n)
+                    .map(|i| {
+                        let jti = format!("fill-{run}-{t}-{i}");
+                        AppendRequest::to_stream(
+                            format!("token-{jti}"),
+                            ExpectedVersion::NoStream,
+                            vec![token_event(&jti, now)],
+                        )
+                    })
+                    .reduce(AppendRequest::and)
+                    .unwrap_or_default();
+                store
+                    .append(request)
+                    .await
+                    .map_err(|e| format!("append failed: {e}"))?;
+                done += n;
+            }
+            Ok(Vec::new())
+        }));
+    }
+    report(count, Instant::now(), tasks).await.map(drop)
+}
+
 /// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
 async fn tokens(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Result<Vec<Report>, CliError> {
     let bench = BenchServer::start(store, &["client_credentials"]).await?;
@@ -404,6 +546,13 @@ pub struct Report {
     pub elapsed: Duration,
     pub p50: Duration,
     pub p99: Duration,
+}
+
+impl Report {
+    /// Completed operations per second.
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
 }
 
 impl std::fmt::Display for Report {

@@ -68,7 +68,8 @@ fn key_of(cookie_value: &str) -> String {
 
 /// 256 random bits, base64url.
 pub fn random_token() -> Result<String, StoreError> {
-    crate::clients::generate_secret().map_err(|_| StoreError::Open("the system has no randomness".into()))
+    crate::clients::generate_secret()
+        .map_err(|_| StoreError::Unavailable("the system has no randomness".into()))
 }
 
 /// The session the request's cookie names, if it exists and has not expired.

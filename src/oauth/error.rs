@@ -105,6 +105,9 @@ impl IntoResponse for OAuthError {
         let mut response = (self.status(), axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, OAuthError::TemporarilyUnavailable) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
         if let OAuthError::InvalidClient(description) = &self {
             headers.insert(header::WWW_AUTHENTICATE, basic_challenge(description));
         }
@@ -132,14 +135,19 @@ fn basic_challenge(description: &str) -> HeaderValue {
     })
 }
 
+/// How long a client should wait before retrying when the database is unavailable.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// The one mapping of store failures to the wire, for reads and appends alike: what a retry may cure
+/// (unreachable, not migrated, a conflicting writer, a failed group commit) is 503
+/// `temporarily_unavailable` with `Retry-After`; corrupt data and the rest are `server_error`.
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store");
-        match e {
-            crate::store::StoreError::Database(_) | crate::store::StoreError::Closed => {
-                OAuthError::TemporarilyUnavailable
-            }
-            _ => OAuthError::ServerError,
+        if e.is_transient() {
+            OAuthError::TemporarilyUnavailable
+        } else {
+            OAuthError::ServerError
         }
     }
 }

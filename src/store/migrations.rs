@@ -26,6 +26,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_users_and_codes.sql"),
         include_str!("../../migrations/postgres/0003_users_and_codes.sql"),
     ),
+    (
+        4,
+        "streams",
+        include_str!("../../migrations/sqlite/0004_streams.sql"),
+        include_str!("../../migrations/postgres/0004_streams.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.

@@ -8,6 +8,7 @@ pub mod batch;
 mod migrations;
 mod postgres;
 mod row_reader;
+mod sql;
 mod sqlite;
 mod writer;
 
@@ -21,6 +22,7 @@ use projections::{Event, Metadata, Projection, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PostgresStore;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Most events one append may carry.
@@ -126,19 +128,126 @@ pub enum AppendError {
     Store(#[from] StoreError),
 }
 
-/// A database or decoding failure.
+/// Why the store could not answer. The HTTP edge maps each kind once: the transient ones
+/// ([`StoreError::is_transient`]) become 503 with `Retry-After`, whatever the operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be reached or cannot serve now (connection refused or lost, pool exhausted,
+    /// file locked or unreadable, disk full); a retry may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database lacks the schema this binary expects (not migrated, or tables dropped).
+    #[error("the database schema is not migrated: {0}")]
+    NotMigrated(String),
+    /// A concurrent writer got there first (unique violation, serialisation failure, deadlock).
+    #[error("conflicting concurrent write: {0}")]
+    Conflict(String),
+    /// The group commit that carried this append failed: nothing of it was written, unless the commit
+    /// itself was lost on the way, so retry with an idempotency key.
+    #[error("group commit failed (retry with an idempotency key): {0}")]
+    CommitFailed(String),
+    /// Stored data does not decode, or breaks an invariant of the schema (a negative position).
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// The URL or file does not name a consent-ledger database; nothing was touched.
+    #[error("{0}")]
+    NotALedger(String),
+    /// Any other database failure: a statement the database refused for a reason a retry will not cure.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the event store is shut down")]
     Closed,
-    #[error("{0}")]
-    Open(String),
+}
+
+impl StoreError {
+    /// True when the same request may succeed later unchanged: the edge answers 503 with `Retry-After`.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::NotMigrated(_)
+                | StoreError::Conflict(_)
+                | StoreError::CommitFailed(_)
+                | StoreError::Closed
+        )
+    }
+
+    /// The same kind of error with the same message, for answering several waiters from one failure.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        let m = self.to_string();
+        match self {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::NotMigrated(m) => StoreError::NotMigrated(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+            StoreError::CommitFailed(m) => StoreError::CommitFailed(m.clone()),
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::NotALedger(m) => StoreError::NotALedger(m.clone()),
+            StoreError::Closed => StoreError::Closed,
+            StoreError::Database(_) | StoreError::Migrate(_) => {
+                StoreError::Database(sqlx::Error::Protocol(m))
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::BeginFailed => {
+                return StoreError::Unavailable(e.to_string());
+            }
+            E::RowNotFound
+            | E::TypeNotFound { .. }
+            | E::ColumnIndexOutOfBounds { .. }
+            | E::ColumnNotFound(_)
+            | E::ColumnDecode { .. }
+            | E::Decode(_) => return StoreError::Corrupt(e.to_string()),
+            E::Database(db) => {
+                if let Some(kind) = classify(db.as_ref()) {
+                    return kind;
+                }
+            }
+            _ => {}
+        }
+        StoreError::Database(e)
+    }
+}
+
+/// The kind of a database's own error, from its code: PostgreSQL's SQLSTATE or SQLite's result code.
+fn classify(db: &dyn sqlx::error::DatabaseError) -> Option<StoreError> {
+    let message = db.to_string();
+    if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+        return Some(StoreError::Conflict(message));
+    }
+    let code = db.code()?;
+    if let Ok(sqlite) = code.parse::<i32>() {
+        // The primary result code is the low byte of SQLite's extended code.
+        return match sqlite & 0xff {
+            // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL
+            5 | 6 | 7 | 8 | 10 | 13 | 14 | 15 => Some(StoreError::Unavailable(message)),
+            // CORRUPT, NOTADB
+            11 | 26 => Some(StoreError::Corrupt(message)),
+            1 if message.contains("no such table") || message.contains("no such column") => {
+                Some(StoreError::NotMigrated(message))
+            }
+            _ => None,
+        };
+    }
+    match code.as_ref() {
+        // undefined table, undefined column, unknown schema
+        "42P01" | "42703" | "3F000" => Some(StoreError::NotMigrated(message)),
+        // serialisation failure, deadlock
+        "40001" | "40P01" => Some(StoreError::Conflict(message)),
+        // read-only transaction (a standby), connection failures, insufficient resources, shutdown
+        "25006" => Some(StoreError::Unavailable(message)),
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+            Some(StoreError::Unavailable(message))
+        }
+        _ => None,
+    }
 }
 
 /// An event row exactly as stored, for hashing; [`StoredEvent::decode`] gives the typed event.
@@ -200,31 +309,11 @@ pub struct StoredRow {
 /// A stream of events read from the log.
 pub type EventStream<'a> = Pin<Box<dyn Stream<Item = Result<StoredEvent, StoreError>> + Send + 'a>>;
 
-/// The contract every backend meets; the same test bodies run against each.
+/// State kept outside the ledger because it is not a fact anyone audits (see ARCHITECTURE.md): used
+/// assertion ids, and keyed values with an optional expiry. Its own contract, apart from the log's;
+/// every [`EventStore`] also keeps it, in the same database.
 #[async_trait]
-pub trait EventStore: Send + Sync {
-    /// Appends all of `request` or none of it. Returns once the events are durable.
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
-
-    /// Up to `limit` events from `position` on (inclusive), in position order.
-    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
-
-    /// The head record: last position and hash.
-    async fn head(&self) -> Result<Head, StoreError>;
-
-    /// The last version of `stream_id`, or `None` when it has no events.
-    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
-
-    /// One projection row's state.
-    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
-
-    /// Projection rows matching the lookup columns given.
-    async fn rows_where(
-        &self,
-        table: &'static str,
-        filter: RowFilter<'_>,
-    ) -> Result<Vec<serde_json::Value>, StoreError>;
-
+pub trait OffLedger: Send + Sync {
     /// Records `key` as used until `expires_at`; false when it already was. Forgets keys expired at `now`.
     async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError>;
 
@@ -258,6 +347,32 @@ pub trait EventStore: Send + Sync {
 
     /// Forgets (`namespace`, `key`).
     async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
+}
+
+/// The contract every backend meets; the same test bodies run against each.
+#[async_trait]
+pub trait EventStore: OffLedger {
+    /// Appends all of `request` or none of it. Returns once the events are durable.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
+
+    /// Up to `limit` events from `position` on (inclusive), in position order.
+    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The head record: last position and hash.
+    async fn head(&self) -> Result<Head, StoreError>;
+
+    /// The last version of `stream_id`, or `None` when it has no events.
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// One projection row's state.
+    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Projection rows matching the lookup columns given.
+    async fn rows_where(
+        &self,
+        table: &'static str,
+        filter: RowFilter<'_>,
+    ) -> Result<Vec<serde_json::Value>, StoreError>;
 
     /// Every projection row of every table, for replay comparison.
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
@@ -302,8 +417,13 @@ fn table_name(table: &str) -> Result<&'static str, StoreError> {
 }
 
 /// A stored position or version: both databases keep them as signed 64-bit integers, never negative.
-fn position(v: i64) -> u64 {
-    v.max(0) as u64
+fn position(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative position or version {v}")))
+}
+
+/// The JSON array text of `items`, as SQLite's `json_each` takes a batch.
+fn json_list<T: Serialize>(items: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(|e| StoreError::Corrupt(format!("cannot encode a batch: {e}")))
 }
 
 /// Reads one typed projection row.
@@ -337,10 +457,30 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url).await?)),
         Some("sqlite") => Ok(Arc::new(SqliteStore::open(url).await?)),
-        Some(other) => Err(StoreError::Open(format!(
+        Some(other) => Err(StoreError::NotALedger(format!(
             "unknown database scheme {other:?}: use sqlite://PATH or postgres://…"
         ))),
         None if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open(url).await?)),
         None => Ok(Arc::new(SqliteStore::open(&format!("sqlite://{url}")).await?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_position_is_corrupt_data_not_zero() {
+        assert_eq!(position(7).unwrap(), 7);
+        assert!(matches!(position(-1), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn only_failures_a_retry_may_cure_are_transient() {
+        assert!(StoreError::Unavailable("down".into()).is_transient());
+        assert!(StoreError::CommitFailed("lost".into()).is_transient());
+        assert!(StoreError::NotMigrated("no table".into()).is_transient());
+        assert!(!StoreError::Corrupt("bad json".into()).is_transient());
+        assert!(!StoreError::NotALedger("foreign file".into()).is_transient());
     }
 }

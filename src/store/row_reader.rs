@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{StoreError, table_name};
+use super::{StoreError, json_list, table_name};
 
 /// Lookups one read answers at most.
 const LOOKUPS_MAX: usize = 512;
@@ -81,19 +81,7 @@ async fn run(pool: SqlitePool, mut lookups: mpsc::UnboundedReceiver<Lookup>) {
 }
 
 async fn answer(pool: &SqlitePool, table: &'static str, group: Vec<Lookup>) {
-    let ids: Vec<&str> = group.iter().map(|l| l.id.as_str()).collect();
-    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    let sql = format!("SELECT id, state FROM {table} WHERE id IN (SELECT value FROM json_each(?1))");
-    let found: Result<BTreeMap<String, String>, sqlx::Error> = sqlx::query(AssertSqlSafe(sql))
-        .bind(ids)
-        .fetch_all(pool)
-        .await
-        .and_then(|rows| {
-            rows.iter()
-                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
-                .collect()
-        });
-    match found {
+    match read(pool, table, &group).await {
         Ok(rows) => {
             // Several lookups may name the same row (every request of one client reads it).
             for l in group {
@@ -101,13 +89,27 @@ async fn answer(pool: &SqlitePool, table: &'static str, group: Vec<Lookup>) {
             }
         }
         Err(e) => {
-            // One failure answers every lookup of the read; each gets its own copy of the message.
-            let message = e.to_string();
+            // One failure answers every lookup of the read; each gets its own copy, of the same kind.
             for l in group {
-                let _ = l
-                    .reply
-                    .send(Err(StoreError::Database(sqlx::Error::Protocol(message.clone()))));
+                let _ = l.reply.send(Err(e.duplicate()));
             }
         }
     }
+}
+
+async fn read(
+    pool: &SqlitePool,
+    table: &'static str,
+    group: &[Lookup],
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let ids: Vec<&str> = group.iter().map(|l| l.id.as_str()).collect();
+    let sql = format!("SELECT id, state FROM {table} WHERE id IN (SELECT value FROM json_each(?1))");
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(json_list(&ids)?)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?)
 }

@@ -8,8 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use projections::{RowWrite, TABLES};
+use projections::RowWrite;
 use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -18,18 +17,12 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use super::migrations::{self, Dialect};
 use super::row_reader::RowReader;
+use super::sql::{SqlStore, head_of};
 use super::writer::{Backend, LedgerTx, Writer};
-use super::{
-    AppendError, AppendRequest, AppendResult, EventStore, Head, READ_LIMIT_MAX, RowFilter, StoreError,
-    StoredEvent, StoredRow, position, table_name,
-};
+use super::{AppendResult, Head, StoreError, StoredEvent, json_list, position, table_name};
 
 /// The ledger in a SQLite file.
-pub struct SqliteStore {
-    pool: SqlitePool,
-    writer: Writer,
-    rows: RowReader,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
 struct SqliteBackend {
     pool: SqlitePool,
@@ -37,59 +30,32 @@ struct SqliteBackend {
 
 struct SqliteTx(Transaction<'static, Sqlite>);
 
-fn stored_event(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
-    Ok(StoredEvent {
-        position: position(row.try_get(0)?),
-        stream_id: row.try_get(1)?,
-        version: position(row.try_get(2)?),
-        event_type: row.try_get(3)?,
-        payload: row.try_get(4)?,
-        metadata: row.try_get(5)?,
-        recorded_at: row.try_get(6)?,
-        hash: row.try_get(7)?,
-    })
-}
-
-fn head_of(row: &sqlx::sqlite::SqliteRow) -> Result<Head, sqlx::Error> {
-    Ok(Head {
-        position: position(row.try_get(0)?),
-        hash: row.try_get(1)?,
-        recorded_at: row.try_get(2)?,
-    })
-}
-
-fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
-}
-
 impl LedgerTx for SqliteTx {
     async fn lock_head(&mut self) -> Result<Head, StoreError> {
         // BEGIN IMMEDIATE already holds SQLite's write lock.
         let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1")
             .fetch_one(&mut *self.0)
             .await?;
-        Ok(head_of(&row)?)
+        head_of(&row)
     }
 
     async fn stream_versions(&mut self, streams: &[&str]) -> Result<BTreeMap<String, u64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT stream_id, MAX(version) FROM events \
-             WHERE stream_id IN (SELECT value FROM json_each(?1)) GROUP BY stream_id",
+            "SELECT stream_id, version FROM streams WHERE stream_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_list(streams))
+        .bind(json_list(streams)?)
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?))))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map(|r| Ok((r.try_get(0)?, position(r.try_get(1)?)?)))
+            .collect()
     }
 
     async fn known_keys(&mut self, keys: &[&str]) -> Result<BTreeMap<String, AppendResult>, StoreError> {
         let rows = sqlx::query(
             "SELECT key, result FROM idempotency_keys WHERE key IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_list(keys))
+        .bind(json_list(keys)?)
         .fetch_all(&mut *self.0)
         .await?;
         rows.iter()
@@ -125,7 +91,19 @@ impl LedgerTx for SqliteTx {
                     value ->> 7 \
              FROM json_each(?1)",
         )
-        .bind(json_list(&rows))
+        .bind(json_list(&rows)?)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_streams(&mut self, versions: &BTreeMap<&str, u64>) -> Result<(), StoreError> {
+        let rows: Vec<_> = versions.iter().map(|(s, v)| json!([s, v])).collect();
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version) SELECT value ->> 0, value ->> 1 FROM json_each(?1) WHERE true \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(json_list(&rows)?)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -142,7 +120,7 @@ impl LedgerTx for SqliteTx {
         );
         let ids: Vec<&String> = ids.iter().collect();
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(json_list(&ids))
+            .bind(json_list(&ids)?)
             .fetch_all(&mut *self.0)
             .await?;
         rows.iter()
@@ -172,7 +150,7 @@ impl LedgerTx for SqliteTx {
             })
             .collect();
         sqlx::query(AssertSqlSafe(sql))
-            .bind(json_list(&rows))
+            .bind(json_list(&rows)?)
             .execute(&mut *self.0)
             .await?;
         Ok(())
@@ -181,12 +159,13 @@ impl LedgerTx for SqliteTx {
     async fn insert_keys(&mut self, keys: &[(String, AppendResult)]) -> Result<(), StoreError> {
         let rows: Vec<_> = keys
             .iter()
-            .map(|(k, r)| json!([k, serde_json::to_string(r).unwrap_or_default()]))
-            .collect();
+            .map(|(k, r)| Ok(json!([k, serde_json::to_string(r)?])))
+            .collect::<Result<_, serde_json::Error>>()
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode an append result: {e}")))?;
         sqlx::query(
             "INSERT INTO idempotency_keys (key, result) SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
         )
-        .bind(json_list(&rows))
+        .bind(json_list(&rows)?)
         .execute(&mut *self.0)
         .await?;
         Ok(())
@@ -215,11 +194,11 @@ impl Backend for SqliteBackend {
     }
 }
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if needed) and migrates the SQLite ledger at `url` (`sqlite://PATH`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(format!("{url} is not a SQLite URL: {e}")))?
+            .map_err(|e| StoreError::NotALedger(format!("{url} is not a SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Durable before acknowledged: FULL syncs the WAL at every commit.
@@ -237,221 +216,31 @@ impl SqliteStore {
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let file = options.get_filename().display().to_string();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Open(format!("cannot open SQLite database {file}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database {file}: {e}")))?;
 
         let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
             .fetch_all(&pool)
             .await
-            .map_err(|e| StoreError::Open(format!("{file} is not a consent-ledger database: {e}")))?;
+            .map_err(|e| StoreError::NotALedger(format!("{file} is not a consent-ledger database: {e}")))?;
         if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
-            return Err(StoreError::Open(format!(
+            return Err(StoreError::NotALedger(format!(
                 "{file} is a SQLite database but not a consent-ledger one (it has tables {tables:?})"
             )));
         }
         migrations::migrator(Dialect::Sqlite).run(&pool).await?;
         let writer = Writer::spawn(Arc::new(SqliteBackend { pool: pool.clone() }));
         let rows = RowReader::spawn(pool.clone());
-        Ok(SqliteStore { pool, writer, rows })
-    }
-}
-
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
-        self.writer.append(request).await
-    }
-
-    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, stream_id, version, event_type, payload, metadata, recorded_at, hash \
-             FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2",
-        )
-        .bind(position as i64)
-        .bind(limit.min(READ_LIMIT_MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(stored_event).collect::<Result<_, _>>()?)
-    }
-
-    async fn head(&self) -> Result<Head, StoreError> {
-        let row = sqlx::query("SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(head_of(&row)?)
-    }
-
-    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream_id = ?1")
-            .bind(stream_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v.map(position))
-    }
-
-    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let state = self.rows.get(table, id).await?;
-        state
-            .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{table} {id}: {e}"))))
-            .transpose()
-    }
-
-    async fn rows_where(
-        &self,
-        table: &'static str,
-        filter: RowFilter<'_>,
-    ) -> Result<Vec<serde_json::Value>, StoreError> {
-        let mut sql = format!("SELECT state FROM {} WHERE 1 = 1", table_name(table)?);
-        let mut binds = Vec::new();
-        for (column, value) in [
-            ("subject", filter.subject),
-            ("client_id", filter.client_id),
-            ("delegation_id", filter.delegation_id),
-        ] {
-            if let Some(v) = value {
-                binds.push(v);
-                sql.push_str(&format!(" AND {column} = ?{}", binds.len()));
-            }
-        }
-        sql.push_str(" ORDER BY id");
-        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-        for b in binds {
-            query = query.bind(b);
-        }
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{table}: {e}"))))
-            .collect()
-    }
-
-    async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO used_assertions (key, expires_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    async fn off_ledger_put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: &str,
-        expires_at: Option<i64>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM off_ledger WHERE expires_at < ?1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
-            "INSERT INTO off_ledger (namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-        )
-        .bind(namespace)
-        .bind(key)
-        .bind(value)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn off_ledger_get(
-        &self,
-        namespace: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT value FROM off_ledger WHERE namespace = ?1 AND key = ?2 \
-             AND (expires_at IS NULL OR expires_at >= ?3)",
-        )
-        .bind(namespace)
-        .bind(key)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    async fn off_ledger_take(
-        &self,
-        namespace: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM off_ledger WHERE namespace = ?1 AND key = ?2 RETURNING value, expires_at",
-        )
-        .bind(namespace)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let expires_at: Option<i64> = row.try_get(1)?;
-        if expires_at.is_some_and(|e| e < now) {
-            return Ok(None);
-        }
-        Ok(Some(row.try_get(0)?))
-    }
-
-    async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM off_ledger WHERE namespace = ?1 AND key = ?2")
-            .bind(namespace)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
-        let mut out = Vec::new();
-        for table in TABLES {
-            let sql = format!("SELECT id, state FROM {table} ORDER BY id");
-            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await? {
-                let id: String = r.try_get(0)?;
-                let state: String = r.try_get(1)?;
-                let state = serde_json::from_str(&state)
-                    .map_err(|e| StoreError::Corrupt(format!("{table} {id}: {e}")))?;
-                out.push(StoredRow {
-                    table: table.to_owned(),
-                    id,
-                    state,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    async fn ready(&self) -> Result<(), StoreError> {
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
-                .fetch_one(&self.pool)
-                .await?;
-        if applied.unwrap_or(0) < migrations::latest_version() {
-            return Err(StoreError::Open("database schema is not migrated".into()));
-        }
-        Ok(())
-    }
-
-    async fn close(&self) {
-        self.writer.close().await;
-        self.pool.close().await;
+        Ok(SqlStore {
+            pool,
+            writer,
+            rows: Some(rows),
+        })
     }
 }

@@ -26,7 +26,7 @@ const GATHER_YIELDS_MAX: u32 = 4;
 pub(crate) trait LedgerTx: Send {
     /// Reads the head and takes the ledger's write lock until commit.
     fn lock_head(&mut self) -> impl Future<Output = Result<Head, StoreError>> + Send;
-    /// The last version of each named stream that exists.
+    /// The current version of each named stream that exists (from `streams`, one key lookup each).
     fn stream_versions(
         &mut self,
         streams: &[&str],
@@ -39,6 +39,11 @@ pub(crate) trait LedgerTx: Send {
     fn insert_events(
         &mut self,
         events: &[StoredEvent],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records each stream's new current version.
+    fn upsert_streams(
+        &mut self,
+        versions: &BTreeMap<&str, u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Current state of the named rows of one projection table that exist.
     fn load_rows(
@@ -88,6 +93,12 @@ pub(crate) async fn commit_batch<B: Backend>(
     }
 
     tx.insert_events(&plan.events).await?;
+    let mut current: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &plan.events {
+        let v = current.entry(e.stream_id.as_str()).or_default();
+        *v = (*v).max(e.version);
+    }
+    tx.upsert_streams(&current).await?;
     let touched = LedgerState::touched(&plan.recorded);
     let mut loaded = Vec::new();
     for (table, ids) in &touched {
@@ -121,11 +132,16 @@ pub(crate) struct Writer {
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-fn now_micros() -> i64 {
+/// The writer's clock in microseconds; a clock before 1970 or past 2262 fails the batch rather than
+/// recording a made-up time in the chain.
+fn now_micros() -> Result<i64, StoreError> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_micros()).ok())
+        .ok_or_else(|| {
+            StoreError::CommitFailed("the system clock is outside the range a ledger records".into())
+        })
 }
 
 impl Writer {
@@ -155,7 +171,11 @@ impl Writer {
                     }
                 }
                 let (requests, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-                match commit_batch(backend.as_ref(), &requests, now_micros()).await {
+                let committed = match now_micros() {
+                    Ok(now) => commit_batch(backend.as_ref(), &requests, now).await,
+                    Err(e) => Err(e),
+                };
+                match committed {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
                             // A caller that gave up waiting is not an error: its append is durable.
@@ -164,11 +184,15 @@ impl Writer {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, appends = replies.len(), "group commit failed");
-                        let message = e.to_string();
+                        // A transient failure is the batch's, not the callers': each is told its append
+                        // did not commit and may be retried. Corrupt data stays what it is.
+                        let failed = match e {
+                            StoreError::CommitFailed(m) => StoreError::CommitFailed(m),
+                            e if e.is_transient() => StoreError::CommitFailed(e.to_string()),
+                            e => e,
+                        };
                         for reply in replies {
-                            let _ = reply.send(Err(AppendError::Store(StoreError::Open(format!(
-                                "group commit failed (retry with an idempotency key): {message}"
-                            )))));
+                            let _ = reply.send(Err(AppendError::Store(failed.duplicate())));
                         }
                     }
                 }

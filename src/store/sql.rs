@@ -1,0 +1,291 @@
+//! The store both databases share: one generic implementation of [`EventStore`] and [`OffLedger`] over
+//! any sqlx database, and one SQL text per statement.
+//!
+//! The texts use `$n` placeholders, which PostgreSQL and SQLite (through sqlx) both read, and only SQL
+//! both dialects accept (`ON CONFLICT`, `RETURNING`). What does differ lives in the backends: how a
+//! batch travels to the database (`UNNEST` or `json_each`, in [`super::writer::LedgerTx`]), how the
+//! database is opened, and SQLite's coalesced point reads ([`RowReader`]).
+
+use async_trait::async_trait;
+use projections::TABLES;
+use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+use super::row_reader::RowReader;
+use super::writer::Writer;
+use super::{
+    AppendError, AppendRequest, AppendResult, EventStore, Head, OffLedger, READ_LIMIT_MAX, RowFilter,
+    StoreError, StoredEvent, StoredRow, migrations, position, table_name,
+};
+
+/// The ledger in a SQL database: the pool reads, the writer task appends.
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: Pool<DB>,
+    pub(super) writer: Writer,
+    /// Point reads coalesced into one statement per table (SQLite); `None` reads each row alone.
+    pub(super) rows: Option<RowReader>,
+}
+
+const HEAD: &str = "SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1";
+
+fn stored_event<R: Row>(row: &R) -> Result<StoredEvent, StoreError>
+where
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StoredEvent {
+        position: position(row.try_get(0)?)?,
+        stream_id: row.try_get(1)?,
+        version: position(row.try_get(2)?)?,
+        event_type: row.try_get(3)?,
+        payload: row.try_get(4)?,
+        metadata: row.try_get(5)?,
+        recorded_at: row.try_get(6)?,
+        hash: row.try_get(7)?,
+    })
+}
+
+/// The head record from a row of [`HEAD`] (or the writer's locking variant of it).
+pub(super) fn head_of<R: Row>(row: &R) -> Result<Head, StoreError>
+where
+    usize: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Head {
+        position: position(row.try_get(0)?)?,
+        hash: row.try_get(1)?,
+        recorded_at: row.try_get(2)?,
+    })
+}
+
+fn state(table: &str, id: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{table} {id}: {e}")))
+}
+
+#[async_trait]
+impl<DB: Database> EventStore for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let from = i64::try_from(position).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT position, stream_id, version, event_type, payload, metadata, recorded_at, hash \
+             FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+        )
+        .bind(from)
+        .bind(i64::from(limit.min(READ_LIMIT_MAX)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        head_of(&sqlx::query(HEAD).fetch_one(&self.pool).await?)
+    }
+
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT version FROM streams WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| position(r.try_get(0)?)).transpose()
+    }
+
+    async fn row(&self, table: &'static str, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let text = match &self.rows {
+            Some(rows) => rows.get(table, id).await?,
+            None => {
+                let sql = format!("SELECT state FROM {} WHERE id = $1", table_name(table)?);
+                let row = sqlx::query(AssertSqlSafe(sql))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| r.try_get::<String, _>(0)).transpose()?
+            }
+        };
+        text.map(|s| state(table, id, &s)).transpose()
+    }
+
+    async fn rows_where(
+        &self,
+        table: &'static str,
+        filter: RowFilter<'_>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut sql = format!("SELECT id, state FROM {} WHERE 1 = 1", table_name(table)?);
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("subject", filter.subject),
+            ("client_id", filter.client_id),
+            ("delegation_id", filter.delegation_id),
+        ] {
+            if let Some(v) = value {
+                binds.push(v);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(" ORDER BY id");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(b);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                state(table, &id, &r.try_get::<String, _>(1)?)
+            })
+            .collect()
+    }
+
+    async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError> {
+        let mut out = Vec::new();
+        for table in TABLES {
+            let sql = format!("SELECT id, state FROM {table} ORDER BY id");
+            for r in sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await? {
+                let id: String = r.try_get(0)?;
+                let state = state(table, &id, &r.try_get::<String, _>(1)?)?;
+                out.push(StoredRow {
+                    table: table.to_owned(),
+                    id,
+                    state,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let row = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        let applied: Option<i64> = row.try_get(0)?;
+        let applied = applied.unwrap_or(0);
+        if applied < migrations::latest_version() {
+            return Err(StoreError::NotMigrated(format!(
+                "migration {applied} applied, {} needed",
+                migrations::latest_version()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl<DB: Database> OffLedger for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO used_assertions (key, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (key) DO NOTHING RETURNING key",
+        )
+        .bind(key)
+        .bind(expires_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(inserted.is_some())
+    }
+
+    async fn off_ledger_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM off_ledger WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO off_ledger (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn off_ledger_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT value FROM off_ledger WHERE namespace = $1 AND key = $2 \
+             AND (expires_at IS NULL OR expires_at >= $3)",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn off_ledger_take(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM off_ledger WHERE namespace = $1 AND key = $2 RETURNING value, expires_at",
+        )
+        .bind(namespace)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: Option<i64> = row.try_get(1)?;
+        if expires_at.is_some_and(|e| e < now) {
+            return Ok(None);
+        }
+        Ok(Some(row.try_get(0)?))
+    }
+
+    async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM off_ledger WHERE namespace = $1 AND key = $2")
+            .bind(namespace)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
