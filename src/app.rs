@@ -30,6 +30,8 @@ pub struct App {
     pub endpoints: Endpoints,
     /// For outgoing calls (external decision points); one client, so connections are pooled.
     pub http: reqwest::Client,
+    /// Bounds the Argon2 verifications running at once (`login.password_verifications_concurrent_max`).
+    pub password_gate: crate::users::password::VerifyGate,
 }
 
 /// Why a policy could not be loaded or published.
@@ -84,6 +86,9 @@ impl App {
                 revoke: format!("{issuer}/revoke"),
                 jwks: format!("{issuer}/jwks"),
             },
+            password_gate: crate::users::password::VerifyGate::new(
+                config.login.password_verifications_concurrent_max,
+            ),
             config,
             http,
         })

@@ -217,6 +217,83 @@ async fn five_failures_lock_out_even_the_right_password(db: TestDb) {
     assert_eq!(r.status(), 429);
 }
 
+async fn concurrent_wrong_passwords_for_one_user_get_only_the_limit_checked(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    add_user(&s, "alice", PASSWORD, json!({})).await;
+    let checked_before = s.app.password_gate.started();
+    let guesses: Vec<String> = (0..40).map(|i| format!("wrong-guess-{i}")).collect();
+    let answers = futures_util::future::join_all(guesses.iter().map(|guess| {
+        let s = &s;
+        async move { submit_password(s, "alice", guess).await.1.status().as_u16() }
+    }))
+    .await;
+    let count = |status: u16| answers.iter().filter(|&&a| a == status).count();
+    assert_eq!((count(401), count(429)), (5, 35), "{answers:?}");
+    assert_eq!(
+        s.app.password_gate.started() - checked_before,
+        5,
+        "only the reserved attempts had their password checked"
+    );
+}
+
+async fn concurrent_wrong_totp_codes_get_only_the_limit_checked(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    add_user(&s, "alice", PASSWORD, json!({})).await;
+    let cookie = login(&s, "alice", PASSWORD).await;
+    let secret = enroll_totp(&s, "alice").await;
+    let mut jar = jar_from(&cookie);
+    let r = no_redirect_client()
+        .get(format!("{}/login/totp?return_to=%2Faccount", s.base))
+        .header(header::COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.update(r.headers());
+    let csrf = hidden(&r.text().await.unwrap(), "csrf");
+    let bad = wrong_code(&secret, consent_ledger::app::now());
+    let answers = futures_util::future::join_all((0..40).map(|_| {
+        let (s, jar, csrf, bad) = (&s, &jar, &csrf, &bad);
+        async move {
+            no_redirect_client()
+                .post(format!("{}/login/totp", s.base))
+                .header(header::COOKIE, jar.header())
+                .form(&[("code", bad.as_str()), ("csrf", csrf), ("return_to", "/account")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    let count = |status: u16| answers.iter().filter(|&&a| a == status).count();
+    assert_eq!((count(401), count(429)), (5, 35), "{answers:?}");
+}
+
+async fn concurrent_password_checks_never_exceed_the_gate(db: TestDb) {
+    let config = format!(
+        "{TOKEN_CONFIG}\n[login]\npassword_verifications_concurrent_max = 2\nfailed_attempts_max = 1000\n"
+    );
+    let s = TestServer::start(&db, &config).await;
+    let names: Vec<String> = (0..16).map(|i| format!("nobody{i}")).collect();
+    let answers = futures_util::future::join_all(names.iter().map(|name| {
+        let s = &s;
+        async move {
+            submit_password(s, name, "some-password")
+                .await
+                .1
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| [401, 503].contains(a)), "{answers:?}");
+    let checked = answers.iter().filter(|&&a| a == 401).count() as u64;
+    assert_eq!(s.app.password_gate.started(), checked);
+    let peak = s.app.password_gate.peak();
+    assert!((1..=2).contains(&peak), "peak {peak}");
+}
+
 /// A 6-digit code none of the steps around `now` accepts.
 fn wrong_code(secret: &[u8], now: i64) -> String {
     let valid: Vec<String> = (-1..=1).map(|d| totp::code_at(secret, now + d * 30)).collect();
@@ -492,6 +569,9 @@ on_both_stores!(
     a_wrong_password_an_unknown_or_disabled_user_get_the_same_401,
     a_post_without_the_csrf_token_is_refused,
     five_failures_lock_out_even_the_right_password,
+    concurrent_wrong_passwords_for_one_user_get_only_the_limit_checked,
+    concurrent_wrong_totp_codes_get_only_the_limit_checked,
+    concurrent_password_checks_never_exceed_the_gate,
     totp_users_need_a_fresh_code,
     a_step_up_raises_the_existing_session,
     return_to_never_leaves_the_site,

@@ -1,8 +1,10 @@
 //! Signing in and out: the password form, the TOTP form (second step of a sign-in, or a step-up of an
 //! existing session), and logout.
 //!
-//! Every form carries the CSRF token. Failed attempts count per username and per client address
-//! ([`super::rate_limit`], per node); past the limit the answer is 429 without looking at the password.
+//! Every form carries the CSRF token. Attempts count per username and per client address
+//! ([`super::rate_limit`], per node), reserved before the password or code is checked and given back when
+//! it was right; past the limit the answer is 429 without looking at the password. At most
+//! `login.password_verifications_concurrent_max` passwords are checked at once ([`App::password_gate`]).
 //! A user with TOTP who gives the right password gets no session yet, only a five-minute pending login
 //! off the ledger behind the `cl_login` cookie, which the right code turns into a session.
 
@@ -36,6 +38,8 @@ const PENDING_NAMESPACE: &str = "login-pending";
 const PENDING_SECONDS: i64 = 300;
 /// Where a sign-in lands when it was given no (acceptable) place to return to.
 pub const DEFAULT_RETURN_TO: &str = "/account";
+/// How long a sign-in waits for a free password verification slot before it is answered 503.
+const PASSWORD_VERIFICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest `return_to` kept.
 const RETURN_TO_BYTES_MAX: usize = 2048;
 
@@ -141,6 +145,19 @@ fn too_many(app: &App) -> Response {
     r
 }
 
+/// Every password verification slot stayed busy for [`PASSWORD_VERIFICATION_WAIT`]: the server is
+/// overloaded, not the user wrong, so the attempt is not counted.
+fn busy() -> Response {
+    let mut r = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "The server is busy signing other people in. Try again in a moment.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn no_second_factor() -> Response {
     pages::error(
         StatusCode::FORBIDDEN,
@@ -178,33 +195,40 @@ fn user_key(app: &App, username: &str) -> String {
     format!("{}\u{0}user\u{0}{name}", app.config.issuer)
 }
 
-struct Limits<'a> {
-    app: &'a App,
+/// One sign-in attempt, counted under the username and the client address before anything is checked
+/// (so concurrent guesses cannot all slip under the limit), and settled by its outcome. Dropped without
+/// being settled (the client went away mid-check), it stays counted as a failure.
+struct Attempt {
     keys: [String; 2],
+    at: UnixSeconds,
 }
 
-impl<'a> Limits<'a> {
-    fn new(app: &'a App, username: &str, peer: Option<SocketAddr>) -> Self {
-        Limits {
-            app,
-            keys: [user_key(app, username), peer_key(app, peer)],
-        }
+impl Attempt {
+    /// Reserves an attempt; `None` when the username or the address has used up its attempts.
+    fn reserve(app: &App, username: &str, peer: Option<SocketAddr>, now: UnixSeconds) -> Option<Self> {
+        let l = &app.config.login;
+        let keys = [user_key(app, username), peer_key(app, peer)];
+        let refs = [keys[0].as_str(), keys[1].as_str()];
+        rate_limit::sign_in()
+            .reserve(&refs, l.failed_attempts_max, l.lockout_window_seconds, now)
+            .then_some(Attempt { keys, at: now })
     }
-    fn blocked(&self, now: UnixSeconds) -> bool {
-        let l = &self.app.config.login;
-        self.keys
-            .iter()
-            .any(|k| rate_limit::sign_in().blocked(k, l.failed_attempts_max, l.lockout_window_seconds, now))
-    }
-    fn failed(&self, now: UnixSeconds) {
-        let l = &self.app.config.login;
+    /// The password or code was wrong: the attempt stays counted.
+    fn failed(self) {}
+    /// Nothing was checked (busy, or a store error): the attempt is given back.
+    fn release(self) {
         for k in &self.keys {
-            rate_limit::sign_in().record_failure(k, l.failed_attempts_max, l.lockout_window_seconds, now);
+            rate_limit::sign_in().release(k, self.at);
         }
     }
-    /// After a complete sign-in: the username's count restarts (the address's does not).
-    fn succeeded(&self) {
+    /// A right password before a code is due: the attempt is given back, earlier failures stay.
+    fn passed(self) {
+        self.release();
+    }
+    /// After a complete sign-in: the username's count restarts; the address's attempt is given back.
+    fn succeeded(self) {
         rate_limit::sign_in().clear(&self.keys[0]);
+        rate_limit::sign_in().release(&self.keys[1], self.at);
     }
 }
 
@@ -349,14 +373,26 @@ async fn login_submit(
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
     let now = now();
-    let limits = Limits::new(&app, &f.username, peer_of(peer));
-    if limits.blocked(now) {
+    let Some(attempt) = Attempt::reserve(&app, &f.username, peer_of(peer), now) else {
         return too_many(&app);
-    }
-    let user = match users::authenticate(app.store.as_ref(), &f.username, &f.password).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            limits.failed(now);
+    };
+    let Some(permit) = app.password_gate.enter(PASSWORD_VERIFICATION_WAIT).await else {
+        attempt.release();
+        return busy();
+    };
+    // Its own task, holding the permit: if the client goes away, the verification still finishes before
+    // the permit is returned, so the gate bounds the Argon2 work actually running.
+    let store = app.store.clone();
+    let (username, password) = (f.username.clone(), f.password.clone());
+    let checked = tokio::spawn(async move {
+        let _permit = permit;
+        users::authenticate(store.as_ref(), &username, &password).await
+    })
+    .await;
+    let user = match checked {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) => {
+            attempt.failed();
             let shown: String = f.username.chars().take(users::USERNAME_CHARS_MAX).collect();
             return login_page(
                 &app,
@@ -368,14 +404,22 @@ async fn login_submit(
                 false,
             );
         }
-        Err(e) => return internal(e),
+        Ok(Err(e)) => {
+            attempt.release();
+            return internal(e);
+        }
+        Err(e) => {
+            attempt.release();
+            return internal(e);
+        }
     };
     // TOTP is a step-up factor: asked at sign-in only where the operator says so, otherwise when a policy
     // or the client (`acr_values=mfa`) demands it.
     let result = if user.totp_enabled && app.config.login.second_factor_at_sign_in {
+        attempt.passed();
         begin_pending(&app, &user, &return_to, now).await
     } else {
-        limits.succeeded();
+        attempt.succeeded();
         start_session(&app, &headers, &user, password_auth(now), &return_to, now).await
     };
     result.unwrap_or_else(internal)
@@ -523,15 +567,24 @@ async fn totp_step(
     let Some(step) = step_of(app, headers, now).await? else {
         return Ok(to_login(return_to));
     };
-    let limits = Limits::new(app, step.username(), peer);
-    if limits.blocked(now) {
+    let Some(attempt) = Attempt::reserve(app, step.username(), peer, now) else {
         return Ok(too_many(app));
-    }
-    let user = users::get(app.store.as_ref(), step.username()).await?;
+    };
+    let user = match users::get(app.store.as_ref(), step.username()).await {
+        Ok(u) => u,
+        Err(e) => {
+            attempt.release();
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(u) if u.is_enabled() && u.totp_enabled => u,
-        Some(u) if u.is_enabled() && matches!(step, Step::StepUp(_)) => return Ok(no_second_factor()),
+        Some(u) if u.is_enabled() && matches!(step, Step::StepUp(_)) => {
+            attempt.release();
+            return Ok(no_second_factor());
+        }
         _ => {
+            attempt.release();
             // Disabled (or gone) since the password step: nothing to finish.
             if let Step::Pending { key, .. } = &step {
                 app.store.off_ledger_delete(PENDING_NAMESPACE, key).await?;
@@ -539,18 +592,24 @@ async fn totp_step(
             return Ok(to_login(return_to));
         }
     };
-    if !users::verify_totp(app.store.as_ref(), &user.username, code, now).await? {
-        limits.failed(now);
-        return Ok(totp_page(
-            app,
-            headers,
-            StatusCode::UNAUTHORIZED,
-            &step,
-            return_to,
-            Some(WRONG_CODE),
-        ));
+    match users::verify_totp(app.store.as_ref(), &user.username, code, now).await {
+        Ok(true) => attempt.succeeded(),
+        Ok(false) => {
+            attempt.failed();
+            return Ok(totp_page(
+                app,
+                headers,
+                StatusCode::UNAUTHORIZED,
+                &step,
+                return_to,
+                Some(WRONG_CODE),
+            ));
+        }
+        Err(e) => {
+            attempt.release();
+            return Err(e);
+        }
     }
-    limits.succeeded();
     match step {
         Step::Pending { key, .. } => {
             // Of two submissions racing with one pending login, one takes it.

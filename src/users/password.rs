@@ -1,6 +1,11 @@
 //! Password hashing: Argon2id with the argon2 crate's defaults (m = 19 MiB, t = 2, p = 1), stored as a PHC
 //! string. Both hashing and verifying are CPU-bound for tens of milliseconds, so callers on the runtime
-//! use the `_blocking` wrappers, which run them on the blocking pool.
+//! use the `_blocking` wrappers, which run them on the blocking pool. Each verification holds 19 MiB
+//! for its duration, so the sign-in form passes through a [`VerifyGate`] that bounds how many run at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -87,6 +92,73 @@ pub async fn verify_blocking(phc: Option<String>, password: String) -> bool {
     tokio::task::spawn_blocking(move || verify(phc.as_deref(), &password))
         .await
         .unwrap_or(false)
+}
+
+/// At most a fixed number of password verifications at once, process-wide: a flood of sign-ins (even
+/// with different usernames and addresses) costs bounded memory and leaves CPU for everything else.
+#[derive(Debug, Clone)]
+pub struct VerifyGate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
+    permits: Arc<tokio::sync::Semaphore>,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    started: AtomicU64,
+}
+
+/// A place at the gate: one verification may run while it is held.
+#[derive(Debug)]
+pub struct VerifyPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gate: Arc<GateInner>,
+}
+
+impl Drop for VerifyPermit {
+    fn drop(&mut self) {
+        self.gate.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl VerifyGate {
+    /// A gate letting `max` verifications (at least one) run at once.
+    pub fn new(max: usize) -> VerifyGate {
+        VerifyGate {
+            inner: Arc::new(GateInner {
+                permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                started: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A permit, waiting at most `wait` for one; `None` when the gate stayed full that long.
+    pub async fn enter(&self, wait: Duration) -> Option<VerifyPermit> {
+        let permit = tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let running = self.inner.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.peak.fetch_max(running, Ordering::SeqCst);
+        self.inner.started.fetch_add(1, Ordering::SeqCst);
+        Some(VerifyPermit {
+            _permit: permit,
+            gate: self.inner.clone(),
+        })
+    }
+
+    /// The most verifications that held a permit at once since start.
+    pub fn peak(&self) -> usize {
+        self.inner.peak.load(Ordering::SeqCst)
+    }
+
+    /// How many permits were handed out since start: one per password checked.
+    pub fn started(&self) -> u64 {
+        self.inner.started.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
