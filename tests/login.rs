@@ -6,8 +6,8 @@ mod common;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use common::users::{
-    Jar, add_user, enroll_totp, location, login, login_with_totp, no_redirect_client, set_cookie_header,
-    submit_password,
+    Jar, add_user, csrf_token, enroll_totp, location, login, login_with_totp, no_redirect_client,
+    set_cookie_header, submit_password,
 };
 use common::{TOKEN_CONFIG, TestDb, TestServer};
 use consent_ledger::sessions::{self, Session};
@@ -90,7 +90,9 @@ async fn a_good_password_starts_a_session_and_returns(db: TestDb) {
             .contains("default-src 'none'")
     );
     let csrf = hidden(&page, "csrf");
-    assert_eq!(Some(csrf.as_str()), jar.get("cl_csrf"));
+    // The cookie holds a pre-session id; the token is bound to it with the server's key, not a copy.
+    let presession = jar.get("cl_csrf").unwrap();
+    assert!(presession.len() >= 43 && presession != csrf);
     assert_eq!(hidden(&page, "return_to"), "/authorize?client_id=web");
 
     let (status, headers, _) = post(
@@ -386,7 +388,7 @@ async fn totp_users_need_a_fresh_code(db: TestDb) {
     // The same code a second time is refused, even for a new sign-in.
     let (mut jar2, r) = submit_password(&s, "alice", PASSWORD).await;
     assert_eq!(r.status(), 303);
-    let csrf2 = jar2.get("cl_csrf").unwrap().to_owned();
+    let csrf2 = csrf_token(&s, &jar2.header()).await;
     let (status, _, _) = post(
         &s,
         "/login/totp",
@@ -407,7 +409,9 @@ async fn totp_users_need_a_fresh_code(db: TestDb) {
     .await;
     assert_eq!(status, 403, "no CSRF cookie: refused first");
     let mut only_csrf = Jar::default();
-    only_csrf.0.insert("cl_csrf".into(), csrf2.clone());
+    only_csrf
+        .0
+        .insert("cl_csrf".into(), jar2.get("cl_csrf").unwrap().to_owned());
     let (status, headers2, _) = post(
         &s,
         "/login/totp",
@@ -447,7 +451,7 @@ async fn a_step_up_raises_the_existing_session(db: TestDb) {
     let page = r.text().await.unwrap();
     assert!(page.contains("This request needs a second factor"));
     assert_eq!(hidden(&page, "return_to"), "/authorize?x=1");
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let code = totp::code_at(&secret, consent_ledger::app::now());
     let (status, headers, _) = post(
         &s,
@@ -496,7 +500,7 @@ async fn return_to_never_leaves_the_site(db: TestDb) {
         assert_eq!(status, 200);
         assert_eq!(hidden(&page, "return_to"), "/account", "{query}");
     }
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let (status, headers, _) = post(
         &s,
         "/login",
@@ -546,7 +550,7 @@ async fn logout_ends_the_session(db: TestDb) {
     add_user(&s, "alice", PASSWORD, json!({})).await;
     let cookie = login(&s, "alice", PASSWORD).await;
     let mut jar = jar_from(&cookie);
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let (status, headers, _) = post(&s, "/logout", &mut jar, &[("csrf", &csrf)]).await;
     assert_eq!(status, 303);
     assert_eq!(location(&headers), "/login");

@@ -9,7 +9,7 @@
 //! off the ledger behind the `cl_login` cookie, which the right code turns into a session.
 
 use std::fmt::Display;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Router;
@@ -173,21 +173,8 @@ fn to_login(return_to: &str) -> Response {
 
 // ---- rate limiting keys ----
 
-/// The client address the limiter counts by: the TCP peer when the server records it (it is served with
-/// connect info), else one shared key for every client.
 fn peer_key(app: &App, peer: Option<SocketAddr>) -> String {
-    let addr = match peer.map(|p| p.ip()) {
-        // An IPv6 client usually holds a whole /64: count the /64.
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        None => "unknown".to_owned(),
-    };
-    // The issuer separates servers sharing a process (tests); in production there is one.
-    format!("{}\u{0}ip\u{0}{addr}", app.config.issuer)
+    rate_limit::address_key(&app.config.issuer, peer)
 }
 
 fn user_key(app: &App, username: &str) -> String {
@@ -232,9 +219,10 @@ impl Attempt {
     }
 }
 
-type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+/// The TCP peer, when the server is served with connect info.
+pub(super) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
-fn peer_of(peer: Peer) -> Option<SocketAddr> {
+pub(super) fn peer_of(peer: Peer) -> Option<SocketAddr> {
     peer.map(|Extension(ConnectInfo(addr))| addr)
 }
 
@@ -254,7 +242,7 @@ async fn pending(
     headers: &HeaderMap,
     now: UnixSeconds,
 ) -> Result<Option<(String, Pending)>, StoreError> {
-    let Some(value) = sessions::cookie(headers, PENDING_COOKIE) else {
+    let Some(value) = sessions::cookie(app, headers, PENDING_COOKIE) else {
         return Ok(None);
     };
     let key = pending_key(value);
@@ -315,7 +303,7 @@ struct LoginFormData {
     return_to: Option<String>,
 }
 
-fn login_page(
+async fn login_page(
     app: &App,
     headers: &HeaderMap,
     status: StatusCode,
@@ -324,7 +312,7 @@ fn login_page(
     error: Option<&str>,
     reauthenticate: bool,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers) {
+    let (token, set) = match csrf::token(app, headers).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -359,6 +347,7 @@ async fn login_form(State(app): State<AppRef>, Query(q): Query<LoginQuery>, head
         None,
         reauthenticate,
     )
+    .await
 }
 
 /// `POST /login`.
@@ -368,7 +357,7 @@ async fn login_submit(
     headers: HeaderMap,
     Form(f): Form<LoginFormData>,
 ) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
@@ -402,7 +391,8 @@ async fn login_submit(
                 &shown,
                 Some(INCORRECT),
                 false,
-            );
+            )
+            .await;
         }
         Ok(Err(e)) => {
             attempt.release();
@@ -496,7 +486,7 @@ async fn step_of(app: &App, headers: &HeaderMap, now: UnixSeconds) -> Result<Opt
     Ok(sessions::current(app, headers, now).await?.map(Step::StepUp))
 }
 
-fn totp_page(
+async fn totp_page(
     app: &App,
     headers: &HeaderMap,
     status: StatusCode,
@@ -504,7 +494,7 @@ fn totp_page(
     return_to: &str,
     error: Option<&str>,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers) {
+    let (token, set) = match csrf::token(app, headers).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -535,7 +525,7 @@ async fn totp_form(State(app): State<AppRef>, Query(q): Query<TotpQuery>, header
             Err(e) => return internal(e),
         }
     }
-    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None)
+    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None).await
 }
 
 /// `POST /login/totp`.
@@ -545,7 +535,7 @@ async fn totp_submit(
     headers: HeaderMap,
     Form(f): Form<TotpFormData>,
 ) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
@@ -603,7 +593,8 @@ async fn totp_step(
                 &step,
                 return_to,
                 Some(WRONG_CODE),
-            ));
+            )
+            .await);
         }
         Err(e) => {
             attempt.release();
@@ -645,7 +636,7 @@ struct LogoutForm {
 
 /// `POST /logout`: ends the session, back to the sign-in form.
 async fn logout(State(app): State<AppRef>, headers: HeaderMap, Form(f): Form<LogoutForm>) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     match sessions::end(&app, &headers).await {

@@ -8,6 +8,7 @@
 //! failures are operational state, not facts anyone audits, so they are not in the ledger.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 
 /// Keys held before a sweep drops those whose attempts are all older than the window.
@@ -108,6 +109,29 @@ impl Limiter {
 pub fn sign_in() -> &'static Limiter {
     static LIMITER: OnceLock<Limiter> = OnceLock::new();
     LIMITER.get_or_init(Limiter::new)
+}
+
+/// This process's count of authorization requests kept, per client address.
+pub fn kept_requests() -> &'static Limiter {
+    static LIMITER: OnceLock<Limiter> = OnceLock::new();
+    LIMITER.get_or_init(Limiter::new)
+}
+
+/// The key a client address counts under: the TCP peer when the server records it (it is served with
+/// connect info), else one shared key for every client. `issuer` separates servers sharing a process
+/// (tests); in production there is one.
+pub fn address_key(issuer: &str, peer: Option<SocketAddr>) -> String {
+    let addr = match peer.map(|p| p.ip()) {
+        // An IPv6 client usually holds a whole /64: count the /64.
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        None => "unknown".to_owned(),
+    };
+    format!("{issuer}\u{0}ip\u{0}{addr}")
 }
 
 #[cfg(test)]
