@@ -186,7 +186,7 @@ pub struct Limits {
     /// Most authorization requests waiting for their user at once, across all nodes.
     #[serde(default = "default_pending_requests_max")]
     pub pending_requests_max: u64,
-    /// Most authorization requests one client address may start per 10 minutes (per node).
+    /// Most authorization requests one client address may start per 10 minutes (per node); 0: no limit.
     #[serde(default = "default_pending_requests_per_address_max")]
     pub pending_requests_per_address_max: u32,
 }

@@ -146,13 +146,17 @@ async fn start(app: &App, peer: Option<SocketAddr>, headers: &HeaderMap, params:
     };
     // Each address may have only so many requests kept at once (per node), so one client cannot take
     // every place under `pending_requests_max`.
+    // 0 turns it off (behind a proxy that hides client addresses, every client is one address).
+    let per_address = app.config.limits.pending_requests_per_address_max;
     let address = super::rate_limit::address_key(&app.config.issuer, peer);
-    if !super::rate_limit::kept_requests().reserve(
-        &[&address],
-        app.config.limits.pending_requests_per_address_max,
-        interaction::PENDING_SECONDS,
-        now,
-    ) {
+    if per_address > 0
+        && !super::rate_limit::kept_requests().reserve(
+            &[&address],
+            per_address,
+            interaction::PENDING_SECONDS,
+            now,
+        )
+    {
         return refuse(OAuthError::TemporarilyUnavailable);
     }
     match interaction::keep(app, &request, now).await {
