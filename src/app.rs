@@ -30,6 +30,10 @@ pub struct App {
     pub endpoints: Endpoints,
     /// For outgoing calls (external decision points); one client, so connections are pooled.
     pub http: reqwest::Client,
+    /// Bounds the Argon2 verifications running at once (`login.password_verifications_concurrent_max`).
+    pub password_gate: crate::users::password::VerifyGate,
+    /// The CSRF HMAC key, read from (or created in) the off-ledger store on first use.
+    pub csrf_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
 }
 
 /// Why a policy could not be loaded or published.
@@ -88,6 +92,10 @@ impl App {
                 revoke: format!("{issuer}/revoke"),
                 jwks: format!("{issuer}/jwks"),
             },
+            password_gate: crate::users::password::VerifyGate::new(
+                config.login.password_verifications_concurrent_max,
+            ),
+            csrf_key: tokio::sync::OnceCell::new(),
             config,
             http,
         })

@@ -132,6 +132,10 @@ pub struct LoginSettings {
     /// Ask users who enrolled TOTP for a code at every sign-in; otherwise only for a step-up.
     #[serde(default)]
     pub second_factor_at_sign_in: bool,
+    /// Argon2 password verifications running at once in this process (19 MiB each); a sign-in that
+    /// finds them all busy waits briefly, then is answered 503 with `Retry-After`.
+    #[serde(default = "default_password_verifications")]
+    pub password_verifications_concurrent_max: usize,
 }
 
 impl Default for LoginSettings {
@@ -142,6 +146,7 @@ impl Default for LoginSettings {
             failed_attempts_max: default_attempts(),
             lockout_window_seconds: default_lockout_window(),
             second_factor_at_sign_in: false,
+            password_verifications_concurrent_max: default_password_verifications(),
         }
     }
 }
@@ -158,6 +163,9 @@ fn default_attempts() -> u32 {
 fn default_lockout_window() -> i64 {
     300
 }
+fn default_password_verifications() -> usize {
+    4
+}
 
 /// Bounds on what one request may carry.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +177,27 @@ pub struct Limits {
     pub scopes_per_request_max: usize,
     #[serde(default = "default_scope_len_max")]
     pub scope_len_max: usize,
+    /// Longest `state` an authorization request may carry (bytes).
+    #[serde(default = "default_state_bytes_max")]
+    pub state_bytes_max: usize,
+    /// Longest `nonce` (bytes).
+    #[serde(default = "default_nonce_bytes_max")]
+    pub nonce_bytes_max: usize,
+    /// Longest `login_hint` (bytes).
+    #[serde(default = "default_login_hint_bytes_max")]
+    pub login_hint_bytes_max: usize,
+    /// Longest `authorization_details` JSON (bytes).
+    #[serde(default = "default_authorization_details_bytes_max")]
+    pub authorization_details_bytes_max: usize,
+    /// Largest authorization request kept while the user signs in and consents (bytes, as stored).
+    #[serde(default = "default_stored_request_bytes_max")]
+    pub stored_request_bytes_max: usize,
+    /// Most authorization requests waiting for their user at once, across all nodes.
+    #[serde(default = "default_pending_requests_max")]
+    pub pending_requests_max: u64,
+    /// Most authorization requests one client address may start per 10 minutes (per node); 0: no limit.
+    #[serde(default = "default_pending_requests_per_address_max")]
+    pub pending_requests_per_address_max: u32,
 }
 
 impl Default for Limits {
@@ -177,6 +206,13 @@ impl Default for Limits {
             body_bytes_max: default_body_bytes_max(),
             scopes_per_request_max: default_scopes_per_request_max(),
             scope_len_max: default_scope_len_max(),
+            state_bytes_max: default_state_bytes_max(),
+            nonce_bytes_max: default_nonce_bytes_max(),
+            login_hint_bytes_max: default_login_hint_bytes_max(),
+            authorization_details_bytes_max: default_authorization_details_bytes_max(),
+            stored_request_bytes_max: default_stored_request_bytes_max(),
+            pending_requests_max: default_pending_requests_max(),
+            pending_requests_per_address_max: default_pending_requests_per_address_max(),
         }
     }
 }
@@ -262,6 +298,27 @@ fn default_scopes_per_request_max() -> usize {
 }
 fn default_scope_len_max() -> usize {
     200
+}
+fn default_state_bytes_max() -> usize {
+    512
+}
+fn default_nonce_bytes_max() -> usize {
+    512
+}
+fn default_login_hint_bytes_max() -> usize {
+    256
+}
+fn default_authorization_details_bytes_max() -> usize {
+    4096
+}
+fn default_stored_request_bytes_max() -> usize {
+    8192
+}
+fn default_pending_requests_max() -> u64 {
+    10_000
+}
+fn default_pending_requests_per_address_max() -> u32 {
+    300
 }
 fn default_auth_method() -> String {
     "client_secret_basic".into()
@@ -380,6 +437,12 @@ impl Config {
             return err(
                 "tokens.access_token_seconds".into(),
                 "must be between 1 and 86400".into(),
+            );
+        }
+        if self.login.password_verifications_concurrent_max == 0 {
+            return err(
+                "login.password_verifications_concurrent_max".into(),
+                "must be at least 1".into(),
             );
         }
         if let Some(t) = &self.admin_token

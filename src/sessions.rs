@@ -36,8 +36,25 @@ pub struct Session {
     pub expires_at: UnixSeconds,
 }
 
-/// The value of one cookie in a request.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A cookie's name on the wire: `__Host-` prefixed when the issuer is https, so a browser accepts it
+/// only with `Secure`, `Path=/` and no `Domain` and no sibling subdomain can plant or overwrite it (RFC
+/// 6265bis §4.1.3.2). On http the prefix would make browsers drop the cookie (it requires `Secure`), so
+/// the plain name is used there (development and tests on loopback).
+pub fn cookie_name(issuer: &str, name: &str) -> String {
+    if issuer.starts_with("https://") {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The value of one of this server's cookies in a request (by its unprefixed name).
+pub fn cookie<'a>(app: &App, headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookie_named(headers, &cookie_name(&app.config.issuer, name))
+}
+
+/// The value of the cookie called exactly `name`.
+fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -48,8 +65,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` when the issuer is https.
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` and the `__Host-` name when
+/// the issuer is https.
 pub fn set_cookie(app: &App, name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let name = cookie_name(&app.config.issuer, name);
     let secure = if app.config.issuer.starts_with("https://") {
         "; Secure"
     } else {
@@ -78,7 +97,7 @@ pub async fn current(
     headers: &HeaderMap,
     now: UnixSeconds,
 ) -> Result<Option<Session>, StoreError> {
-    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+    let Some(value) = cookie(app, headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let key = key_of(value);
@@ -125,7 +144,7 @@ pub async fn save(app: &App, session: &Session, now: UnixSeconds) -> Result<(), 
 
 /// Ends the request's session and returns the `Set-Cookie` header that clears the cookie.
 pub async fn end(app: &App, headers: &HeaderMap) -> Result<Option<HeaderValue>, StoreError> {
-    if let Some(value) = cookie(headers, SESSION_COOKIE) {
+    if let Some(value) = cookie(app, headers, SESSION_COOKIE) {
         app.store.off_ledger_delete(NAMESPACE, &key_of(value)).await?;
     }
     Ok(set_cookie(app, SESSION_COOKIE, "", 0))
@@ -142,7 +161,16 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; cl_session=xyz; b=2"),
         );
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
-        assert_eq!(cookie(&h, "missing"), None);
+        assert_eq!(cookie_named(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie_named(&h, "missing"), None);
+    }
+
+    #[test]
+    fn cookies_are_host_prefixed_on_https_only() {
+        assert_eq!(
+            cookie_name("https://login.example", SESSION_COOKIE),
+            "__Host-cl_session"
+        );
+        assert_eq!(cookie_name("http://127.0.0.1:8080", SESSION_COOKIE), "cl_session");
     }
 }

@@ -52,16 +52,9 @@ async fn events(s: &TestServer) -> Vec<Event> {
     out
 }
 
-/// The CSRF token of a `cl_session=…; cl_csrf=…` cookie header.
-fn csrf_of(cookie: &str) -> String {
-    cookie
-        .split("cl_csrf=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
+/// The CSRF token forms carry for the browser sending `cookie`.
+async fn csrf_of(s: &TestServer, cookie: &str) -> String {
+    common::users::csrf_token(s, cookie).await
 }
 
 async fn account(s: &TestServer, cookie: Option<&str>) -> reqwest::Response {
@@ -160,7 +153,7 @@ async fn the_page_lists_a_delegation_and_revoking_it_ends_its_tokens(db: TestDb)
     assert_eq!(actions.len(), 1, "{page}");
 
     let before = events(&s).await.len();
-    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&cookie))).await;
+    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&s, &cookie).await)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(r.headers()), "/account");
     let evs = events(&s).await;
@@ -180,7 +173,7 @@ async fn the_page_lists_a_delegation_and_revoking_it_ends_its_tokens(db: TestDb)
     assert!(page.contains("Revoked 20") && page.contains("(by you)"), "{page}");
     assert!(revoke_actions(&page, "delegations").is_empty(), "{page}");
     // Revoking twice appends nothing more.
-    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&cookie))).await;
+    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&s, &cookie).await)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(events(&s).await.len(), before + 1);
 }
@@ -197,7 +190,7 @@ async fn revoking_a_consent_makes_the_next_authorization_ask_again(db: TestDb) {
     assert!(page.contains(">Revoke consent for Photo Printer<"), "{page}");
     let actions = revoke_actions(&page, "consents");
     assert_eq!(actions.len(), 1, "{page}");
-    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&cookie))).await;
+    let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&s, &cookie).await)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(r.headers()), "/account");
     assert!(matches!(events(&s).await.last(), Some(Event::ConsentRevoked(_))));
@@ -233,7 +226,7 @@ async fn only_the_owner_may_revoke(db: TestDb) {
         "/account/delegations/no-such-id/revoke",
         "/account/consents/no-such-id/revoke",
     ] {
-        let r = post(&s, path, Some(&bob), Some(&csrf_of(&bob))).await;
+        let r = post(&s, path, Some(&bob), Some(&csrf_of(&s, &bob).await)).await;
         assert_eq!(r.status(), 404, "{path}");
         assert!(r.text().await.unwrap().contains("no such grant"));
     }
@@ -270,14 +263,22 @@ async fn nobody_signed_in_goes_to_the_login_page(db: TestDb) {
     code_flow(&s, &cookie, ("printer", &secret), "photos.read", &["photos.read"]).await;
     let page = account_page(&s, &cookie).await;
     let delegation = revoke_actions(&page, "delegations").remove(0);
-    let csrf = csrf_of(&cookie);
-    let signed_out = format!("cl_csrf={csrf}");
+    // A signed-out browser: a pre-session id and the token bound to it.
+    let r = no_redirect_client()
+        .get(format!("{}/login", s.base))
+        .send()
+        .await
+        .unwrap();
+    let presession = common::users::set_cookie_header(r.headers(), "cl_csrf").unwrap();
+    let signed_out = presession.split(';').next().unwrap().to_owned();
+    let signed_out_csrf = hidden(&r.text().await.unwrap(), "csrf");
     let before = events(&s).await.len();
-    let r = post(&s, &delegation, Some(&signed_out), Some(&csrf)).await;
+    let r = post(&s, &delegation, Some(&signed_out), Some(&signed_out_csrf)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(r.headers()), "/login?return_to=%2Faccount");
     assert_eq!(events(&s).await.len(), before);
     // Signing out from the page ends the session.
+    let csrf = csrf_of(&s, &cookie).await;
     let r = post(&s, "/logout", Some(&cookie), Some(&csrf)).await;
     assert_eq!(r.status(), 303);
     let r = account(&s, Some(&cookie)).await;

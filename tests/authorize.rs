@@ -513,14 +513,7 @@ async fn an_acr_step_up_needs_the_second_factor(db: TestDb) {
     let to = location(r.headers());
     assert!(to.starts_with("/login/totp?return_to="), "{to}");
     let return_to = params_of(&to)["return_to"].clone();
-    let csrf = cookie
-        .split("cl_csrf=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = common::users::csrf_token(&s, &cookie).await;
     let code = consent_ledger::users::totp::code_at(&totp, consent_ledger::app::now());
     let r = common::users::no_redirect_client()
         .post(format!("{}/login/totp", s.base))

@@ -6,8 +6,8 @@ mod common;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use common::users::{
-    Jar, add_user, enroll_totp, location, login, login_with_totp, no_redirect_client, set_cookie_header,
-    submit_password,
+    Jar, add_user, csrf_token, enroll_totp, location, login, login_with_totp, no_redirect_client,
+    set_cookie_header, submit_password,
 };
 use common::{TOKEN_CONFIG, TestDb, TestServer};
 use consent_ledger::sessions::{self, Session};
@@ -90,7 +90,9 @@ async fn a_good_password_starts_a_session_and_returns(db: TestDb) {
             .contains("default-src 'none'")
     );
     let csrf = hidden(&page, "csrf");
-    assert_eq!(Some(csrf.as_str()), jar.get("cl_csrf"));
+    // The cookie holds a pre-session id; the token is bound to it with the server's key, not a copy.
+    let presession = jar.get("cl_csrf").unwrap();
+    assert!(presession.len() >= 43 && presession != csrf);
     assert_eq!(hidden(&page, "return_to"), "/authorize?client_id=web");
 
     let (status, headers, _) = post(
@@ -217,6 +219,83 @@ async fn five_failures_lock_out_even_the_right_password(db: TestDb) {
     assert_eq!(r.status(), 429);
 }
 
+async fn concurrent_wrong_passwords_for_one_user_get_only_the_limit_checked(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    add_user(&s, "alice", PASSWORD, json!({})).await;
+    let checked_before = s.app.password_gate.started();
+    let guesses: Vec<String> = (0..40).map(|i| format!("wrong-guess-{i}")).collect();
+    let answers = futures_util::future::join_all(guesses.iter().map(|guess| {
+        let s = &s;
+        async move { submit_password(s, "alice", guess).await.1.status().as_u16() }
+    }))
+    .await;
+    let count = |status: u16| answers.iter().filter(|&&a| a == status).count();
+    assert_eq!((count(401), count(429)), (5, 35), "{answers:?}");
+    assert_eq!(
+        s.app.password_gate.started() - checked_before,
+        5,
+        "only the reserved attempts had their password checked"
+    );
+}
+
+async fn concurrent_wrong_totp_codes_get_only_the_limit_checked(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    add_user(&s, "alice", PASSWORD, json!({})).await;
+    let cookie = login(&s, "alice", PASSWORD).await;
+    let secret = enroll_totp(&s, "alice").await;
+    let mut jar = jar_from(&cookie);
+    let r = no_redirect_client()
+        .get(format!("{}/login/totp?return_to=%2Faccount", s.base))
+        .header(header::COOKIE, jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.update(r.headers());
+    let csrf = hidden(&r.text().await.unwrap(), "csrf");
+    let bad = wrong_code(&secret, consent_ledger::app::now());
+    let answers = futures_util::future::join_all((0..40).map(|_| {
+        let (s, jar, csrf, bad) = (&s, &jar, &csrf, &bad);
+        async move {
+            no_redirect_client()
+                .post(format!("{}/login/totp", s.base))
+                .header(header::COOKIE, jar.header())
+                .form(&[("code", bad.as_str()), ("csrf", csrf), ("return_to", "/account")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    let count = |status: u16| answers.iter().filter(|&&a| a == status).count();
+    assert_eq!((count(401), count(429)), (5, 35), "{answers:?}");
+}
+
+async fn concurrent_password_checks_never_exceed_the_gate(db: TestDb) {
+    let config = format!(
+        "{TOKEN_CONFIG}\n[login]\npassword_verifications_concurrent_max = 2\nfailed_attempts_max = 1000\n"
+    );
+    let s = TestServer::start(&db, &config).await;
+    let names: Vec<String> = (0..16).map(|i| format!("nobody{i}")).collect();
+    let answers = futures_util::future::join_all(names.iter().map(|name| {
+        let s = &s;
+        async move {
+            submit_password(s, name, "some-password")
+                .await
+                .1
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|a| [401, 503].contains(a)), "{answers:?}");
+    let checked = answers.iter().filter(|&&a| a == 401).count() as u64;
+    assert_eq!(s.app.password_gate.started(), checked);
+    let peak = s.app.password_gate.peak();
+    assert!((1..=2).contains(&peak), "peak {peak}");
+}
+
 /// A 6-digit code none of the steps around `now` accepts.
 fn wrong_code(secret: &[u8], now: i64) -> String {
     let valid: Vec<String> = (-1..=1).map(|d| totp::code_at(secret, now + d * 30)).collect();
@@ -309,7 +388,7 @@ async fn totp_users_need_a_fresh_code(db: TestDb) {
     // The same code a second time is refused, even for a new sign-in.
     let (mut jar2, r) = submit_password(&s, "alice", PASSWORD).await;
     assert_eq!(r.status(), 303);
-    let csrf2 = jar2.get("cl_csrf").unwrap().to_owned();
+    let csrf2 = csrf_token(&s, &jar2.header()).await;
     let (status, _, _) = post(
         &s,
         "/login/totp",
@@ -330,7 +409,9 @@ async fn totp_users_need_a_fresh_code(db: TestDb) {
     .await;
     assert_eq!(status, 403, "no CSRF cookie: refused first");
     let mut only_csrf = Jar::default();
-    only_csrf.0.insert("cl_csrf".into(), csrf2.clone());
+    only_csrf
+        .0
+        .insert("cl_csrf".into(), jar2.get("cl_csrf").unwrap().to_owned());
     let (status, headers2, _) = post(
         &s,
         "/login/totp",
@@ -370,7 +451,7 @@ async fn a_step_up_raises_the_existing_session(db: TestDb) {
     let page = r.text().await.unwrap();
     assert!(page.contains("This request needs a second factor"));
     assert_eq!(hidden(&page, "return_to"), "/authorize?x=1");
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let code = totp::code_at(&secret, consent_ledger::app::now());
     let (status, headers, _) = post(
         &s,
@@ -419,7 +500,7 @@ async fn return_to_never_leaves_the_site(db: TestDb) {
         assert_eq!(status, 200);
         assert_eq!(hidden(&page, "return_to"), "/account", "{query}");
     }
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let (status, headers, _) = post(
         &s,
         "/login",
@@ -469,7 +550,7 @@ async fn logout_ends_the_session(db: TestDb) {
     add_user(&s, "alice", PASSWORD, json!({})).await;
     let cookie = login(&s, "alice", PASSWORD).await;
     let mut jar = jar_from(&cookie);
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = csrf_token(&s, &jar.header()).await;
     let (status, headers, _) = post(&s, "/logout", &mut jar, &[("csrf", &csrf)]).await;
     assert_eq!(status, 303);
     assert_eq!(location(&headers), "/login");
@@ -492,6 +573,9 @@ on_both_stores!(
     a_wrong_password_an_unknown_or_disabled_user_get_the_same_401,
     a_post_without_the_csrf_token_is_refused,
     five_failures_lock_out_even_the_right_password,
+    concurrent_wrong_passwords_for_one_user_get_only_the_limit_checked,
+    concurrent_wrong_totp_codes_get_only_the_limit_checked,
+    concurrent_password_checks_never_exceed_the_gate,
     totp_users_need_a_fresh_code,
     a_step_up_raises_the_existing_session,
     return_to_never_leaves_the_site,

@@ -1,5 +1,10 @@
 //! Authorization requests waiting for the user (sign-in, step-up, consent) and pushed requests (PAR),
 //! kept off the ledger: neither is a fact anyone audits, and both expire within minutes.
+//!
+//! Anyone can make the server keep a request (no sign-in comes first), so what is kept is bounded: each
+//! request by `limits.stored_request_bytes_max` as stored, and each kind by `limits.pending_requests_max`
+//! unexpired entries across all nodes. Expired entries are deleted on every insert
+//! ([`crate::store::EventStore::off_ledger_put`]), so a flood can hold at most the cap times the size.
 
 use std::collections::BTreeMap;
 
@@ -27,14 +32,45 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("authorization request: {e}"))
 }
 
-/// Keeps a validated request for the pages that follow; returns its id.
-pub async fn keep(app: &App, request: &AuthorizationRequest, now: UnixSeconds) -> Result<String, StoreError> {
+/// Why a request is not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum KeepError {
+    #[error("the request is larger than the {0} bytes this server keeps")]
+    TooLarge(usize),
+    #[error("too many requests are waiting; try again later")]
+    Full,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores `json` under a new id in `namespace` until `expires_at`, within the size and count bounds.
+async fn store_bounded(
+    app: &App,
+    namespace: &str,
+    json: &str,
+    expires_at: UnixSeconds,
+    now: UnixSeconds,
+) -> Result<String, KeepError> {
+    let limits = &app.config.limits;
+    if json.len() > limits.stored_request_bytes_max {
+        return Err(KeepError::TooLarge(limits.stored_request_bytes_max));
+    }
+    // Counted then stored, not atomically: concurrent inserts can pass the cap by at most the number of
+    // requests in flight, which is itself bounded.
+    if app.store.off_ledger_count(namespace, now).await? >= limits.pending_requests_max {
+        return Err(KeepError::Full);
+    }
     let id = random_id()?;
-    let json = serde_json::to_string(request).map_err(corrupt)?;
     app.store
-        .off_ledger_put(PENDING, &id, &json, Some(now + PENDING_SECONDS), now)
+        .off_ledger_put(namespace, &id, json, Some(expires_at), now)
         .await?;
     Ok(id)
+}
+
+/// Keeps a validated request for the pages that follow; returns its id.
+pub async fn keep(app: &App, request: &AuthorizationRequest, now: UnixSeconds) -> Result<String, KeepError> {
+    let json = serde_json::to_string(request).map_err(corrupt)?;
+    store_bounded(app, PENDING, &json, now + PENDING_SECONDS, now).await
 }
 
 /// The request kept under `id`, while it has not expired.
@@ -65,12 +101,9 @@ pub struct Pushed {
 }
 
 /// Stores a pushed request; returns its `request_uri`.
-pub async fn push(app: &App, pushed: &Pushed, now: UnixSeconds) -> Result<String, StoreError> {
-    let id = random_id()?;
+pub async fn push(app: &App, pushed: &Pushed, now: UnixSeconds) -> Result<String, KeepError> {
     let json = serde_json::to_string(pushed).map_err(corrupt)?;
-    app.store
-        .off_ledger_put(PUSHED, &id, &json, Some(now + PUSHED_SECONDS), now)
-        .await?;
+    let id = store_bounded(app, PUSHED, &json, now + PUSHED_SECONDS, now).await?;
     Ok(format!("{REQUEST_URI_PREFIX}{id}"))
 }
 

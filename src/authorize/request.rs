@@ -88,6 +88,12 @@ pub struct Settings {
     pub require_pkce: bool,
     pub scopes_per_request_max: usize,
     pub scope_len_max: usize,
+    /// Longest `state`, `nonce`, `login_hint` and `authorization_details` accepted (bytes): what is kept
+    /// while the user signs in must stay small, since anyone can start a request.
+    pub state_bytes_max: usize,
+    pub nonce_bytes_max: usize,
+    pub login_hint_bytes_max: usize,
+    pub authorization_details_bytes_max: usize,
     /// The request arrived by PAR (RFC 9126) rather than on the query string.
     pub pushed: bool,
 }
@@ -132,6 +138,14 @@ pub fn validate(
             None => "the request names no redirect_uri and the client has more than one",
         })
     })?;
+
+    // An over-long state is refused here, before it could be echoed in a redirect.
+    if get("state").is_some_and(|v| v.len() > settings.state_bytes_max) {
+        return Err(page(&format!(
+            "state is longer than {} bytes",
+            settings.state_bytes_max
+        )));
+    }
 
     // From here on, errors go back to the client. The response type decides the default mode.
     let response_type = match get("response_type") {
@@ -235,6 +249,15 @@ pub fn validate(
                 .collect()
         })
         .unwrap_or_default();
+    for (name, max) in [
+        ("nonce", settings.nonce_bytes_max),
+        ("login_hint", settings.login_hint_bytes_max),
+        ("authorization_details", settings.authorization_details_bytes_max),
+    ] {
+        if get(name).is_some_and(|v| v.len() > max) {
+            return Err(invalid(&format!("{name} is longer than {max} bytes")));
+        }
+    }
     let scope = get("scope")
         .map(|s| scope::parse(s, settings.scopes_per_request_max, settings.scope_len_max))
         .transpose()
@@ -320,6 +343,10 @@ mod tests {
             require_pkce: true,
             scopes_per_request_max: 10,
             scope_len_max: 64,
+            state_bytes_max: 512,
+            nonce_bytes_max: 512,
+            login_hint_bytes_max: 256,
+            authorization_details_bytes_max: 4096,
             pushed: false,
         }
     }
@@ -457,5 +484,30 @@ mod tests {
         assert_eq!(redirected_code(check(&bad, &c)), "invalid_request");
         let good = with(&[("authorization_details", "[{\"type\":\"payment\"}]")]);
         assert!(check(&good, &c).unwrap().authorization_details.is_array());
+    }
+
+    #[test]
+    fn over_long_values_are_refused() {
+        let c = client("client_secret_basic", &["authorization_code"]);
+        let long = |n: usize| -> &'static str { Box::leak("x".repeat(n).into_boxed_str()) };
+        assert!(matches!(
+            check(&with(&[("state", long(513))]), &c),
+            Err(Rejection::Page(OAuthError::InvalidRequest(_)))
+        ));
+        assert!(check(&with(&[("state", long(512))]), &c).is_ok());
+        assert_eq!(
+            redirected_code(check(&with(&[("nonce", long(513))]), &c)),
+            "invalid_request"
+        );
+        assert_eq!(
+            redirected_code(check(&with(&[("login_hint", long(257))]), &c)),
+            "invalid_request"
+        );
+        let details: &'static str =
+            Box::leak(format!("[{{\"type\":\"{}\"}}]", "x".repeat(4096)).into_boxed_str());
+        assert_eq!(
+            redirected_code(check(&with(&[("authorization_details", details)]), &c)),
+            "invalid_request"
+        );
     }
 }

@@ -256,7 +256,7 @@ async fn render_account(
     .await?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let policy = app.policy();
-    let (token, set) = csrf::token(app, headers)?;
+    let (token, set) = csrf::token(app, headers).await?;
     let page = AccountPage {
         username: &session.username,
         csrf: &token,
@@ -286,7 +286,7 @@ struct RevokeForm {
 
 /// What the revoke handlers share: the CSRF check, then the session. `Err` is the response to give.
 async fn signed_in_form(app: &App, headers: &HeaderMap, f: &RevokeForm) -> Result<Session, Response> {
-    if !csrf::check(headers, f.csrf.as_deref()) {
+    if !csrf::check(app, headers, f.csrf.as_deref()).await {
         return Err(pages::error(
             StatusCode::FORBIDDEN,
             "invalid_request",

@@ -13,9 +13,12 @@ use projections::users::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::net::SocketAddr;
+
 use super::client_auth::authenticate;
+use super::login::{Peer, peer_of};
 use crate::app::{App, AppRef, now};
-use crate::authorize::interaction::{self, Pushed};
+use crate::authorize::interaction::{self, KeepError, Pushed};
 use crate::authorize::next_step::{self, Step};
 use crate::authorize::request::{self, AuthorizationRequest, Rejection, ResponseType, Settings};
 use crate::authorize::{consent, details, issue, response};
@@ -43,6 +46,10 @@ fn settings(app: &App, pushed: bool) -> Settings {
         require_pkce: app.config.login.require_pkce,
         scopes_per_request_max: app.config.limits.scopes_per_request_max,
         scope_len_max: app.config.limits.scope_len_max,
+        state_bytes_max: app.config.limits.state_bytes_max,
+        nonce_bytes_max: app.config.limits.nonce_bytes_max,
+        login_hint_bytes_max: app.config.limits.login_hint_bytes_max,
+        authorization_details_bytes_max: app.config.limits.authorization_details_bytes_max,
         pushed,
     }
 }
@@ -70,26 +77,32 @@ fn redirect(location: &str) -> Response {
     r
 }
 
-async fn authorize_get(State(app): State<AppRef>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn authorize_get(
+    State(app): State<AppRef>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     match Form::parse(q.unwrap_or_default().as_bytes()) {
-        Ok(params) => start(&app, &headers, params).await,
+        Ok(params) => start(&app, peer_of(peer), &headers, params).await,
         Err(e) => error_page(&e),
     }
 }
 
 async fn authorize_post(
     State(app): State<AppRef>,
+    peer: Peer,
     headers: HeaderMap,
     form: Result<Form, OAuthError>,
 ) -> Response {
     match form {
-        Ok(params) => start(&app, &headers, params).await,
+        Ok(params) => start(&app, peer_of(peer), &headers, params).await,
         Err(e) => error_page(&e),
     }
 }
 
 /// Validates a new request (from the query, the body, or a pushed `request_uri`), keeps it, and goes on.
-async fn start(app: &App, headers: &HeaderMap, params: Form) -> Response {
+async fn start(app: &App, peer: Option<SocketAddr>, headers: &HeaderMap, params: Form) -> Response {
     let now = now();
     let (params, pushed) = match params.get("request_uri") {
         Some(uri) => {
@@ -125,9 +138,35 @@ async fn start(app: &App, headers: &HeaderMap, params: Form) -> Response {
             );
         }
     };
+    let refuse = |error: OAuthError| {
+        let target = &request.target;
+        response::send(
+            target,
+            response::parameters(target, &app.config.issuer, response::error_parameters(&error)),
+        )
+    };
+    // Each address may have only so many requests kept at once (per node), so one client cannot take
+    // every place under `pending_requests_max`.
+    // 0 turns it off (behind a proxy that hides client addresses, every client is one address).
+    let per_address = app.config.limits.pending_requests_per_address_max;
+    let address = super::rate_limit::address_key(&app.config.issuer, peer);
+    if per_address > 0
+        && !super::rate_limit::kept_requests().reserve(
+            &[&address],
+            per_address,
+            interaction::PENDING_SECONDS,
+            now,
+        )
+    {
+        return refuse(OAuthError::TemporarilyUnavailable);
+    }
     match interaction::keep(app, &request, now).await {
         Ok(id) => proceed(app, headers, &id, request, now).await,
-        Err(e) => error_page(&OAuthError::from(e)),
+        Err(KeepError::TooLarge(max)) => refuse(OAuthError::InvalidRequest(format!(
+            "the request is larger than the {max} bytes this server keeps"
+        ))),
+        Err(KeepError::Full) => refuse(OAuthError::TemporarilyUnavailable),
+        Err(KeepError::Store(e)) => error_page(&OAuthError::from(e)),
     }
 }
 
@@ -278,7 +317,7 @@ async fn proceed(
         Err(e) => return carry_out(app, id, &request, Step::Fail(e)).await,
     };
     match next_step::after_decision(&request, &decision, &signed.session, &signed.user) {
-        Step::Consent => consent_page(app, headers, id, &request, &signed, &policy, &decision),
+        Step::Consent => consent_page(app, headers, id, &request, &signed, &policy, &decision).await,
         Step::Issue => {
             answer(
                 app,
@@ -378,7 +417,7 @@ fn pending_lines(policy: &Policy, decision: &Decision) -> Vec<ScopeLine> {
         .collect()
 }
 
-fn consent_page(
+async fn consent_page(
     app: &App,
     headers: &HeaderMap,
     id: &str,
@@ -387,7 +426,7 @@ fn consent_page(
     policy: &Policy,
     decision: &Decision,
 ) -> Response {
-    let (csrf, set_cookie) = match super::csrf::token(app, headers) {
+    let (csrf, set_cookie) = match super::csrf::token(app, headers).await {
         Ok(t) => t,
         Err(e) => return error_page(&OAuthError::from(e)),
     };
@@ -420,7 +459,7 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         Ok(f) => f,
         Err(e) => return error_page(&e),
     };
-    if !super::csrf::check(&headers, form.get(super::csrf::CSRF_FIELD)) {
+    if !super::csrf::check(&app, &headers, form.get(super::csrf::CSRF_FIELD)).await {
         return pages::error(
             StatusCode::FORBIDDEN,
             "invalid_request",
@@ -608,7 +647,13 @@ async fn par(State(app): State<AppRef>, headers: HeaderMap, form: Form) -> Resul
         client_id: client.spec.client_id.clone(),
         params,
     };
-    let request_uri = interaction::push(&app, &pushed, now).await?;
+    let request_uri = interaction::push(&app, &pushed, now).await.map_err(|e| match e {
+        KeepError::TooLarge(max) => OAuthError::InvalidRequest(format!(
+            "the request is larger than the {max} bytes this server keeps"
+        )),
+        KeepError::Full => OAuthError::TemporarilyUnavailable,
+        KeepError::Store(e) => OAuthError::from(e),
+    })?;
     let mut r = (
         StatusCode::CREATED,
         axum::Json(json!({ "request_uri": request_uri, "expires_in": interaction::PUSHED_SECONDS })),

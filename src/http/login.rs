@@ -1,13 +1,15 @@
 //! Signing in and out: the password form, the TOTP form (second step of a sign-in, or a step-up of an
 //! existing session), and logout.
 //!
-//! Every form carries the CSRF token. Failed attempts count per username and per client address
-//! ([`super::rate_limit`], per node); past the limit the answer is 429 without looking at the password.
+//! Every form carries the CSRF token. Attempts count per username and per client address
+//! ([`super::rate_limit`], per node), reserved before the password or code is checked and given back when
+//! it was right; past the limit the answer is 429 without looking at the password. At most
+//! `login.password_verifications_concurrent_max` passwords are checked at once ([`App::password_gate`]).
 //! A user with TOTP who gives the right password gets no session yet, only a five-minute pending login
 //! off the ledger behind the `cl_login` cookie, which the right code turns into a session.
 
 use std::fmt::Display;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Router;
@@ -36,6 +38,8 @@ const PENDING_NAMESPACE: &str = "login-pending";
 const PENDING_SECONDS: i64 = 300;
 /// Where a sign-in lands when it was given no (acceptable) place to return to.
 pub const DEFAULT_RETURN_TO: &str = "/account";
+/// How long a sign-in waits for a free password verification slot before it is answered 503.
+const PASSWORD_VERIFICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest `return_to` kept.
 const RETURN_TO_BYTES_MAX: usize = 2048;
 
@@ -141,6 +145,19 @@ fn too_many(app: &App) -> Response {
     r
 }
 
+/// Every password verification slot stayed busy for [`PASSWORD_VERIFICATION_WAIT`]: the server is
+/// overloaded, not the user wrong, so the attempt is not counted.
+fn busy() -> Response {
+    let mut r = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "The server is busy signing other people in. Try again in a moment.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn no_second_factor() -> Response {
     pages::error(
         StatusCode::FORBIDDEN,
@@ -156,21 +173,8 @@ fn to_login(return_to: &str) -> Response {
 
 // ---- rate limiting keys ----
 
-/// The client address the limiter counts by: the TCP peer when the server records it (it is served with
-/// connect info), else one shared key for every client.
 fn peer_key(app: &App, peer: Option<SocketAddr>) -> String {
-    let addr = match peer.map(|p| p.ip()) {
-        // An IPv6 client usually holds a whole /64: count the /64.
-        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
-        Some(IpAddr::V4(v4)) => v4.to_string(),
-        None => "unknown".to_owned(),
-    };
-    // The issuer separates servers sharing a process (tests); in production there is one.
-    format!("{}\u{0}ip\u{0}{addr}", app.config.issuer)
+    rate_limit::address_key(&app.config.issuer, peer)
 }
 
 fn user_key(app: &App, username: &str) -> String {
@@ -178,39 +182,47 @@ fn user_key(app: &App, username: &str) -> String {
     format!("{}\u{0}user\u{0}{name}", app.config.issuer)
 }
 
-struct Limits<'a> {
-    app: &'a App,
+/// One sign-in attempt, counted under the username and the client address before anything is checked
+/// (so concurrent guesses cannot all slip under the limit), and settled by its outcome. Dropped without
+/// being settled (the client went away mid-check), it stays counted as a failure.
+struct Attempt {
     keys: [String; 2],
+    at: UnixSeconds,
 }
 
-impl<'a> Limits<'a> {
-    fn new(app: &'a App, username: &str, peer: Option<SocketAddr>) -> Self {
-        Limits {
-            app,
-            keys: [user_key(app, username), peer_key(app, peer)],
-        }
+impl Attempt {
+    /// Reserves an attempt; `None` when the username or the address has used up its attempts.
+    fn reserve(app: &App, username: &str, peer: Option<SocketAddr>, now: UnixSeconds) -> Option<Self> {
+        let l = &app.config.login;
+        let keys = [user_key(app, username), peer_key(app, peer)];
+        let refs = [keys[0].as_str(), keys[1].as_str()];
+        rate_limit::sign_in()
+            .reserve(&refs, l.failed_attempts_max, l.lockout_window_seconds, now)
+            .then_some(Attempt { keys, at: now })
     }
-    fn blocked(&self, now: UnixSeconds) -> bool {
-        let l = &self.app.config.login;
-        self.keys
-            .iter()
-            .any(|k| rate_limit::sign_in().blocked(k, l.failed_attempts_max, l.lockout_window_seconds, now))
-    }
-    fn failed(&self, now: UnixSeconds) {
-        let l = &self.app.config.login;
+    /// The password or code was wrong: the attempt stays counted.
+    fn failed(self) {}
+    /// Nothing was checked (busy, or a store error): the attempt is given back.
+    fn release(self) {
         for k in &self.keys {
-            rate_limit::sign_in().record_failure(k, l.failed_attempts_max, l.lockout_window_seconds, now);
+            rate_limit::sign_in().release(k, self.at);
         }
     }
-    /// After a complete sign-in: the username's count restarts (the address's does not).
-    fn succeeded(&self) {
+    /// A right password before a code is due: the attempt is given back, earlier failures stay.
+    fn passed(self) {
+        self.release();
+    }
+    /// After a complete sign-in: the username's count restarts; the address's attempt is given back.
+    fn succeeded(self) {
         rate_limit::sign_in().clear(&self.keys[0]);
+        rate_limit::sign_in().release(&self.keys[1], self.at);
     }
 }
 
-type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+/// The TCP peer, when the server is served with connect info.
+pub(super) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
-fn peer_of(peer: Peer) -> Option<SocketAddr> {
+pub(super) fn peer_of(peer: Peer) -> Option<SocketAddr> {
     peer.map(|Extension(ConnectInfo(addr))| addr)
 }
 
@@ -230,7 +242,7 @@ async fn pending(
     headers: &HeaderMap,
     now: UnixSeconds,
 ) -> Result<Option<(String, Pending)>, StoreError> {
-    let Some(value) = sessions::cookie(headers, PENDING_COOKIE) else {
+    let Some(value) = sessions::cookie(app, headers, PENDING_COOKIE) else {
         return Ok(None);
     };
     let key = pending_key(value);
@@ -291,7 +303,7 @@ struct LoginFormData {
     return_to: Option<String>,
 }
 
-fn login_page(
+async fn login_page(
     app: &App,
     headers: &HeaderMap,
     status: StatusCode,
@@ -300,7 +312,7 @@ fn login_page(
     error: Option<&str>,
     reauthenticate: bool,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers) {
+    let (token, set) = match csrf::token(app, headers).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -335,6 +347,7 @@ async fn login_form(State(app): State<AppRef>, Query(q): Query<LoginQuery>, head
         None,
         reauthenticate,
     )
+    .await
 }
 
 /// `POST /login`.
@@ -344,19 +357,31 @@ async fn login_submit(
     headers: HeaderMap,
     Form(f): Form<LoginFormData>,
 ) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
     let now = now();
-    let limits = Limits::new(&app, &f.username, peer_of(peer));
-    if limits.blocked(now) {
+    let Some(attempt) = Attempt::reserve(&app, &f.username, peer_of(peer), now) else {
         return too_many(&app);
-    }
-    let user = match users::authenticate(app.store.as_ref(), &f.username, &f.password).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            limits.failed(now);
+    };
+    let Some(permit) = app.password_gate.enter(PASSWORD_VERIFICATION_WAIT).await else {
+        attempt.release();
+        return busy();
+    };
+    // Its own task, holding the permit: if the client goes away, the verification still finishes before
+    // the permit is returned, so the gate bounds the Argon2 work actually running.
+    let store = app.store.clone();
+    let (username, password) = (f.username.clone(), f.password.clone());
+    let checked = tokio::spawn(async move {
+        let _permit = permit;
+        users::authenticate(store.as_ref(), &username, &password).await
+    })
+    .await;
+    let user = match checked {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) => {
+            attempt.failed();
             let shown: String = f.username.chars().take(users::USERNAME_CHARS_MAX).collect();
             return login_page(
                 &app,
@@ -366,16 +391,25 @@ async fn login_submit(
                 &shown,
                 Some(INCORRECT),
                 false,
-            );
+            )
+            .await;
         }
-        Err(e) => return internal(e),
+        Ok(Err(e)) => {
+            attempt.release();
+            return internal(e);
+        }
+        Err(e) => {
+            attempt.release();
+            return internal(e);
+        }
     };
     // TOTP is a step-up factor: asked at sign-in only where the operator says so, otherwise when a policy
     // or the client (`acr_values=mfa`) demands it.
     let result = if user.totp_enabled && app.config.login.second_factor_at_sign_in {
+        attempt.passed();
         begin_pending(&app, &user, &return_to, now).await
     } else {
-        limits.succeeded();
+        attempt.succeeded();
         start_session(&app, &headers, &user, password_auth(now), &return_to, now).await
     };
     result.unwrap_or_else(internal)
@@ -452,7 +486,7 @@ async fn step_of(app: &App, headers: &HeaderMap, now: UnixSeconds) -> Result<Opt
     Ok(sessions::current(app, headers, now).await?.map(Step::StepUp))
 }
 
-fn totp_page(
+async fn totp_page(
     app: &App,
     headers: &HeaderMap,
     status: StatusCode,
@@ -460,7 +494,7 @@ fn totp_page(
     return_to: &str,
     error: Option<&str>,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers) {
+    let (token, set) = match csrf::token(app, headers).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -491,7 +525,7 @@ async fn totp_form(State(app): State<AppRef>, Query(q): Query<TotpQuery>, header
             Err(e) => return internal(e),
         }
     }
-    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None)
+    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None).await
 }
 
 /// `POST /login/totp`.
@@ -501,7 +535,7 @@ async fn totp_submit(
     headers: HeaderMap,
     Form(f): Form<TotpFormData>,
 ) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
@@ -523,15 +557,24 @@ async fn totp_step(
     let Some(step) = step_of(app, headers, now).await? else {
         return Ok(to_login(return_to));
     };
-    let limits = Limits::new(app, step.username(), peer);
-    if limits.blocked(now) {
+    let Some(attempt) = Attempt::reserve(app, step.username(), peer, now) else {
         return Ok(too_many(app));
-    }
-    let user = users::get(app.store.as_ref(), step.username()).await?;
+    };
+    let user = match users::get(app.store.as_ref(), step.username()).await {
+        Ok(u) => u,
+        Err(e) => {
+            attempt.release();
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(u) if u.is_enabled() && u.totp_enabled => u,
-        Some(u) if u.is_enabled() && matches!(step, Step::StepUp(_)) => return Ok(no_second_factor()),
+        Some(u) if u.is_enabled() && matches!(step, Step::StepUp(_)) => {
+            attempt.release();
+            return Ok(no_second_factor());
+        }
         _ => {
+            attempt.release();
             // Disabled (or gone) since the password step: nothing to finish.
             if let Step::Pending { key, .. } = &step {
                 app.store.off_ledger_delete(PENDING_NAMESPACE, key).await?;
@@ -539,18 +582,25 @@ async fn totp_step(
             return Ok(to_login(return_to));
         }
     };
-    if !users::verify_totp(app.store.as_ref(), &user.username, code, now).await? {
-        limits.failed(now);
-        return Ok(totp_page(
-            app,
-            headers,
-            StatusCode::UNAUTHORIZED,
-            &step,
-            return_to,
-            Some(WRONG_CODE),
-        ));
+    match users::verify_totp(app.store.as_ref(), &user.username, code, now).await {
+        Ok(true) => attempt.succeeded(),
+        Ok(false) => {
+            attempt.failed();
+            return Ok(totp_page(
+                app,
+                headers,
+                StatusCode::UNAUTHORIZED,
+                &step,
+                return_to,
+                Some(WRONG_CODE),
+            )
+            .await);
+        }
+        Err(e) => {
+            attempt.release();
+            return Err(e);
+        }
     }
-    limits.succeeded();
     match step {
         Step::Pending { key, .. } => {
             // Of two submissions racing with one pending login, one takes it.
@@ -586,7 +636,7 @@ struct LogoutForm {
 
 /// `POST /logout`: ends the session, back to the sign-in form.
 async fn logout(State(app): State<AppRef>, headers: HeaderMap, Form(f): Form<LogoutForm>) -> Response {
-    if !csrf::check(&headers, f.csrf.as_deref()) {
+    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
         return csrf_refused();
     }
     match sessions::end(&app, &headers).await {

@@ -347,6 +347,20 @@ pub trait OffLedger: Send + Sync {
 
     /// Forgets (`namespace`, `key`).
     async fn off_ledger_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError>;
+
+    /// How many unexpired entries `namespace` holds at `now`.
+    async fn off_ledger_count(&self, namespace: &str, now: i64) -> Result<u64, StoreError>;
+
+    /// Stores `value` under (`namespace`, `key`) unless an unexpired value is there, and returns the
+    /// value stored now: of two nodes creating the same entry at once, both get the first one's.
+    async fn off_ledger_insert(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<String, StoreError>;
 }
 
 /// The contract every backend meets; the same test bodies run against each.

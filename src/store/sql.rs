@@ -288,4 +288,46 @@ where
             .await?;
         Ok(())
     }
+
+    async fn off_ledger_count(&self, namespace: &str, now: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM off_ledger WHERE namespace = $1 \
+             AND (expires_at IS NULL OR expires_at >= $2)",
+        )
+        .bind(namespace)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+    }
+
+    async fn off_ledger_insert(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        // An expired entry is replaced; an unexpired one wins over this value.
+        sqlx::query(
+            "INSERT INTO off_ledger (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
+             WHERE off_ledger.expires_at IS NOT NULL AND off_ledger.expires_at < $5",
+        )
+        .bind(namespace)
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT value FROM off_ledger WHERE namespace = $1 AND key = $2")
+                .bind(namespace)
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(stored)
+    }
 }

@@ -114,7 +114,7 @@ pub async fn submit_password(s: &TestServer, username: &str, password: &str) -> 
     let r = http.get(format!("{}/login", s.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     jar.update(r.headers());
-    let csrf = jar.get("cl_csrf").unwrap().to_owned();
+    let csrf = super::flows::hidden(&r.text().await.unwrap(), "csrf");
     let r = http
         .post(format!("{}/login", s.base))
         .header(COOKIE, jar.header())
@@ -131,8 +131,25 @@ pub async fn submit_password(s: &TestServer, username: &str, password: &str) -> 
     (jar, r)
 }
 
+/// The CSRF token forms carry for the browser sending `cookie` (bound to its session, or else to its
+/// pre-session id), as the sign-in form shows it.
+pub async fn csrf_token(s: &TestServer, cookie: &str) -> String {
+    let r = no_redirect_client()
+        .get(format!("{}/login?prompt=login", s.base))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        set_cookie_header(r.headers(), "cl_csrf").is_none(),
+        "the browser had no session or pre-session id"
+    );
+    super::flows::hidden(&r.text().await.unwrap(), "csrf")
+}
+
 /// Signs in with a password (the user has no TOTP); returns the `Cookie` header value to send:
-/// `cl_session=…; cl_csrf=…` (the CSRF token of a form is the `cl_csrf` value).
+/// `cl_session=…; cl_csrf=…` (the token forms carry: [`csrf_token`]).
 pub async fn login(s: &TestServer, username: &str, password: &str) -> String {
     let (jar, r) = submit_password(s, username, password).await;
     let status = r.status();
@@ -152,7 +169,7 @@ pub async fn login_with_totp(s: &TestServer, username: &str, password: &str, sec
     let http = no_redirect_client();
     let now = consent_ledger::app::now();
     for at in [now, now + totp::STEP_SECONDS] {
-        let csrf = jar.get("cl_csrf").unwrap().to_owned();
+        let csrf = csrf_token(s, &jar.header()).await;
         let code = totp::code_at(secret, at);
         let r = http
             .post(format!("{}/login/totp", s.base))
