@@ -1,10 +1,13 @@
 //! The server's shared state and the imperative shell around the pure decisions: clock, store, keys.
+//!
+//! A request reads [`App::now`] once, at its entry, and passes the instant to every decision.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use projections::event::UnixSeconds;
 
+use crate::clock::ClockRef;
 use crate::config::Config;
 use crate::issuance::Policy;
 use crate::keys::{KeyDir, KeyRing};
@@ -22,6 +25,8 @@ pub struct Endpoints {
 /// Everything a request handler may reach.
 pub struct App {
     pub store: Arc<dyn EventStore>,
+    /// The store's clock: the only source of the current time (a manual one in tests).
+    pub clock: ClockRef,
     pub config: Config,
     /// The file the configuration came from, re-read on policy reload.
     pub config_file: Option<PathBuf>,
@@ -48,13 +53,9 @@ pub enum PolicyError {
 /// Shared handle to [`App`].
 pub type AppRef = Arc<App>;
 
-/// Unix seconds from the system clock: the only place request handling reads it.
-pub fn now() -> UnixSeconds {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 impl App {
-    /// Builds the state for a validated `config` over `store`.
+    /// Builds the state for a validated `config` over `store`; the server reads the store's clock, so
+    /// decisions and `recorded_at` agree.
     pub fn new(store: Arc<dyn EventStore>, config: Config) -> Result<App, crate::config::ConfigError> {
         let policy = Policy::from_config(&config).map_err(|(key, problem)| crate::config::ConfigError {
             file: "configuration".into(),
@@ -82,6 +83,7 @@ impl App {
                 problem: format!("cannot set up the HTTP client: {e}"),
             })?;
         Ok(App {
+            clock: store.clock(),
             store,
             config_file: None,
             policy: RwLock::new(Arc::new(policy)),
@@ -99,6 +101,11 @@ impl App {
             config,
             http,
         })
+    }
+
+    /// The current Unix second. Read once per request and passed down, so one request sees one instant.
+    pub fn now(&self) -> UnixSeconds {
+        self.clock.now()
     }
 
     /// The policy in force now. A reload swaps it whole; a decision holds one version throughout.

@@ -10,6 +10,7 @@ use projections::Event;
 use projections::event::{TokenIssued, TokenKind, V1};
 
 use crate::cli::CliError;
+use crate::clock::Clock;
 use crate::store::{self, AppendRequest, EventStore, ExpectedVersion};
 
 /// Benchmark commands.
@@ -190,10 +191,7 @@ impl BenchServer {
     /// Registers a client that may use `grant_types` and serves the router.
     async fn start(store: Arc<dyn EventStore>, grant_types: &[&str]) -> Result<BenchServer, CliError> {
         use crate::config::{Config, ScopeConfig};
-        let keys = std::env::temp_dir().join(format!(
-            "consent-ledger-bench-keys-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let keys = std::env::temp_dir().join(format!("consent-ledger-bench-keys-{}", crate::ids::id()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let config = Config {
@@ -208,16 +206,15 @@ impl BenchServer {
             }],
             ..Config::default()
         };
-        let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        let secret =
-            crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?;
+        let client_id = format!("bench-{}", crate::ids::id());
+        let secret = crate::ids::secret().map_err(|_| CliError::Usage("no randomness".into()))?;
         let spec = machine_client(&client_id, vec!["messages:read".into()], serde_json::Value::Null);
         let spec = projections::event::ClientSpec {
             secret_hash: Some(crate::clients::hash_secret(&secret)),
             grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
             ..spec
         };
-        let now = crate::app::now();
+        let now = store.clock().now();
         store.append(crate::clients::register(None, spec, now)?).await?;
         let app = Arc::new(crate::app::App::new(store, config)?);
         app.publish_policy(&app.policy(), now)
@@ -264,9 +261,9 @@ async fn refreshes(store: Arc<dyn EventStore>, count: u64, levels: &[u64]) -> Re
 /// Records a delegation of `messages:read` to the benchmark client and mints its first refresh token.
 async fn seed_delegation(bench: &BenchServer) -> Result<String, CliError> {
     use projections::event::{AuthContext, DelegationCreated, GrantedScope};
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = crate::ids::id();
     let subject = format!("bench-user-{id}");
-    let now = crate::app::now();
+    let now = bench.app.now();
     let created = Event::DelegationCreated(DelegationCreated {
         v: V1,
         delegation_id: id.clone(),
@@ -307,7 +304,7 @@ async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Re
     let concurrency = first.len() as u64;
     let http = load_client(concurrency)?;
     let url = format!("{}/token", bench.base);
-    let started = Instant::now();
+    let started = stopwatch();
     let mut tasks = Vec::new();
     for (t, mut token) in (0..concurrency).zip(first) {
         let (http, url, client_id, secret) = (
@@ -320,7 +317,7 @@ async fn refresh_load(bench: &BenchServer, first: Vec<String>, count: u64) -> Re
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(share as usize);
             for _ in 0..share {
-                let began = Instant::now();
+                let began = stopwatch();
                 let r = http
                     .post(&url)
                     .basic_auth(&client_id, Some(&secret))
@@ -376,7 +373,7 @@ async fn history(store: Arc<dyn EventStore>, events: u64, sizes: Sizes) -> Resul
     let fresh_at = store.head().await?.position;
     let (fresh_appends, fresh_tokens) = measure(&store, sizes).await?;
 
-    let started = Instant::now();
+    let started = stopwatch();
     fill(store.clone(), events).await?;
     let filled = started.elapsed();
     let later_at = store.head().await?.position;
@@ -409,8 +406,8 @@ async fn history(store: Arc<dyn EventStore>, events: u64, sizes: Sizes) -> Resul
 async fn fill(store: Arc<dyn EventStore>, count: u64) -> Result<(), CliError> {
     const TASKS: u64 = 16;
     const PER_APPEND: u64 = 100;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let run = crate::ids::id();
+    let now = store.clock().now();
     let mut tasks = Vec::new();
     for t in 0..TASKS {
         let store = store.clone();
@@ -440,7 +437,7 @@ async fn fill(store: Arc<dyn EventStore>, count: u64) -> Result<(), CliError> {
             Ok(Vec::new())
         }));
     }
-    report(count, Instant::now(), tasks).await.map(drop)
+    report(count, stopwatch(), tasks).await.map(drop)
 }
 
 /// Serves the real router on a loopback port and drives `client_credentials` through it over HTTP.
@@ -472,7 +469,7 @@ async fn load(
 ) -> Result<Report, CliError> {
     let http = load_client(concurrency)?;
     let url = format!("{base}/token");
-    let started = Instant::now();
+    let started = stopwatch();
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let (http, url, client_id, secret) =
@@ -481,7 +478,7 @@ async fn load(
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(share as usize);
             for _ in 0..share {
-                let began = Instant::now();
+                let began = stopwatch();
                 let r = http
                     .post(&url)
                     .basic_auth(&client_id, Some(&secret))
@@ -595,9 +592,9 @@ async fn append(
     concurrency: u64,
     acks: bool,
 ) -> Result<Report, CliError> {
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let started = Instant::now();
+    let run = crate::ids::id();
+    let now = store.clock().now();
+    let started = stopwatch();
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let store = store.clone();
@@ -613,7 +610,7 @@ async fn append(
                     ExpectedVersion::NoStream,
                     vec![token_event(&jti, now)],
                 );
-                let began = Instant::now();
+                let began = stopwatch();
                 let result = store.append(request).await;
                 latencies.push(began.elapsed());
                 match result {
@@ -680,7 +677,9 @@ decision := {"verdict": "allow"} if input.context.client.audience == "machine"
     };
     let auth = projections::event::AuthContext::default();
     let external = std::collections::BTreeMap::new();
-    let started = Instant::now();
+    // One instant for every decision: what is measured is the policy, not the clock.
+    let now = crate::clock::SystemClock.now();
+    let started = stopwatch();
     for _ in 0..count {
         let decision = decide(
             &policy,
@@ -699,7 +698,7 @@ decision := {"verdict": "allow"} if input.context.client.audience == "machine"
                 approved_now: &[],
                 fresh_since: None,
                 external: &external,
-                now: crate::app::now(),
+                now,
             },
         )
         .map_err(|e| CliError::Usage(format!("benchmark policy refused: {e}")))?;
@@ -735,4 +734,10 @@ fn machine_client(
         resource_server: false,
         id_token_signed_response_alg: None,
     }
+}
+
+/// A monotonic instant for measuring elapsed time: benchmark timing, never a decision.
+#[allow(clippy::disallowed_methods)] // timing the benchmark is what a monotonic clock is for
+fn stopwatch() -> Instant {
+    Instant::now()
 }

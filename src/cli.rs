@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use projections::clients::Client;
-use projections::event::{ClientAudience, ClientKind, ClientSpec};
+use projections::event::{ClientAudience, ClientKind, ClientSpec, UnixSeconds};
 
-use crate::app::{App, now};
+use crate::app::App;
 use crate::audit::replay::{self, Until};
 use crate::audit::verify::{self, Anchor, Verdict};
 use crate::config::{Config, ConfigError};
@@ -200,6 +200,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         _ => {}
     }
     let store = store::open(&url).await?;
+    // A command is one request: it reads the clock once.
+    let now = store.clock().now();
     let code = match cli.command {
         Command::Serve { bind } => {
             let bind = match bind {
@@ -209,7 +211,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     .parse()
                     .map_err(|_| CliError::Usage(format!("bad bind address {}", config.bind)))?,
             };
-            serve(store.clone(), config, cli.config.clone(), bind).await?
+            serve(store.clone(), config, cli.config.clone(), bind, now).await?
         }
         Command::Clients(ClientsCommand::Add {
             id,
@@ -227,7 +229,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let audience: ClientAudience = serde_json::from_value(serde_json::json!(audience))
                 .map_err(|_| CliError::Usage("--audience is machine or human".into()))?;
             let secret = if auth_method.starts_with("client_secret") {
-                Some(crate::clients::generate_secret().map_err(|_| CliError::Usage("no randomness".into()))?)
+                Some(crate::ids::secret().map_err(|_| CliError::Usage("no randomness".into()))?)
             } else {
                 None
             };
@@ -254,7 +256,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
             store
-                .append(crate::clients::register(existing.as_ref(), spec, now())?)
+                .append(crate::clients::register(existing.as_ref(), spec, now)?)
                 .await?;
             println!("client_id: {id}");
             if let Some(s) = secret {
@@ -263,10 +265,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             ExitCode::SUCCESS
         }
-        Command::Users(cmd) => users_command(store.as_ref(), &config, cmd).await?,
+        Command::Users(cmd) => users_command(store.as_ref(), &config, cmd, now).await?,
         Command::Keys(KeysCommand::Rotate) => {
             let app = App::new(store.clone(), config)?;
-            let key = app.keys.rotate(store.as_ref(), now()).await?;
+            let key = app.keys.rotate(store.as_ref(), now).await?;
             println!("current signing key: {} ({})", key.kid, key.alg.name());
             ExitCode::SUCCESS
         }
@@ -347,6 +349,7 @@ async fn users_command(
     store: &dyn EventStore,
     config: &Config,
     cmd: UsersCommand,
+    now: UnixSeconds,
 ) -> Result<ExitCode, CliError> {
     let user_error = |e: crate::users::UserError| CliError::Usage(e.to_string());
     match cmd {
@@ -367,11 +370,11 @@ async fn users_command(
             } else {
                 None
             };
-            let user = crate::users::add(store, &username, attributes, now())
+            let user = crate::users::add(store, &username, attributes, now)
                 .await
                 .map_err(user_error)?;
             if let Some(p) = password {
-                crate::users::set_password(store, &username, &p, now())
+                crate::users::set_password(store, &username, &p, now)
                     .await
                     .map_err(user_error)?;
             }
@@ -380,7 +383,7 @@ async fn users_command(
         }
         UsersCommand::SetPassword { username } => {
             let p = password_from_stdin()?;
-            crate::users::set_password(store, &username, &p, now())
+            crate::users::set_password(store, &username, &p, now)
                 .await
                 .map_err(user_error)?;
             println!("password set for {username}");
@@ -388,13 +391,13 @@ async fn users_command(
         UsersCommand::SetAttributes { username, attributes } => {
             let attributes = json_object(&attributes)?;
             let existing = crate::users::get(store, &username).await?;
-            let request = crate::users::set_attributes(existing.as_ref(), &username, attributes, now())
+            let request = crate::users::set_attributes(existing.as_ref(), &username, attributes, now)
                 .map_err(user_error)?;
             store.append(request).await?;
             println!("attributes set for {username}");
         }
         UsersCommand::EnrollTotp { username } => {
-            let secret = crate::users::enroll_totp(store, &username, now())
+            let secret = crate::users::enroll_totp(store, &username, now)
                 .await
                 .map_err(user_error)?;
             let issuer = config
@@ -414,7 +417,7 @@ async fn users_command(
         UsersCommand::Disable { username, reason } => {
             let existing = crate::users::get(store, &username).await?;
             let request =
-                crate::users::disable(existing.as_ref(), &username, &reason, now()).map_err(user_error)?;
+                crate::users::disable(existing.as_ref(), &username, &reason, now).map_err(user_error)?;
             store.append(request).await?;
             println!("disabled {username}");
         }
@@ -441,8 +444,8 @@ async fn serve(
     config: Config,
     config_file: Option<PathBuf>,
     bind: SocketAddr,
+    now: UnixSeconds,
 ) -> Result<ExitCode, CliError> {
-    let now = now();
     for c in &config.clients {
         let existing: Option<Client> = store::get(store.as_ref(), &c.client_id).await?;
         if let Some(request) = crate::clients::bootstrap(existing.as_ref(), c, now)? {
@@ -486,7 +489,7 @@ fn spawn_reload_on_sighup(app: Arc<App>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match app.reload_policy(now()).await {
+            match app.reload_policy(app.now()).await {
                 Ok(version) => tracing::info!(%version, "policy reloaded"),
                 Err(e) => {
                     tracing::error!(error = %e, "policy reload refused; the previous policy stays in force")

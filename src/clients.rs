@@ -1,7 +1,5 @@
 //! Client registration: deciding the events for a registration, an update or a disabling.
 
-use aws_lc_rs::rand::SecureRandom;
-use base64::Engine;
 use projections::Event;
 use projections::clients::Client;
 use projections::event::{ClientDisabled, ClientRegistered, ClientSpec, ClientUpdated, UnixSeconds, V1};
@@ -13,16 +11,6 @@ use crate::store::{AppendRequest, ExpectedVersion};
 /// The stream of one client's events.
 pub fn stream(client_id: &str) -> String {
     format!("client-{client_id}")
-}
-
-/// A fresh 256-bit secret, base64url: shown once, stored only as its SHA-256.
-///
-/// A fast hash is right here: the secret is 256 random bits, so there is nothing to brute-force; a slow
-/// password hash would only cost every token request tens of milliseconds.
-pub fn generate_secret() -> Result<String, aws_lc_rs::error::Unspecified> {
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Why a registration is refused.

@@ -39,7 +39,7 @@ pub struct Creation<'a> {
 
 /// A new delegation: its id and the append that creates it.
 pub fn create(c: Creation<'_>) -> (String, AppendRequest) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = crate::ids::id();
     let event = Event::DelegationCreated(DelegationCreated {
         v: V1,
         delegation_id: id.clone(),

@@ -110,7 +110,7 @@ pub async fn id_token(app: &App, f: IdTokenFor<'_>) -> Result<(String, AppendReq
         .current_for(app.store.as_ref(), id_token_alg(f.client), f.now)
         .await
         .map_err(|e| OAuthError::internal("signing key", e))?;
-    let jti = uuid::Uuid::new_v4().simple().to_string();
+    let jti = crate::ids::id();
     let client_id = f.client.spec.client_id.as_str();
     let exp = f.now + app.config.tokens.id_token_seconds;
     let claims = IdClaims {

@@ -85,10 +85,9 @@ fn key_of(cookie_value: &str) -> String {
     hex::encode(Sha256::digest(cookie_value.as_bytes()))
 }
 
-/// 256 random bits, base64url.
+/// 256 random bits, base64url ([`crate::ids::secret`]), failing as the store does.
 pub fn random_token() -> Result<String, StoreError> {
-    crate::clients::generate_secret()
-        .map_err(|_| StoreError::Unavailable("the system has no randomness".into()))
+    crate::ids::secret().map_err(|_| StoreError::Unavailable("the system has no randomness".into()))
 }
 
 /// The session the request's cookie names, if it exists and has not expired.

@@ -351,7 +351,8 @@ async fn nobody_signed_in_goes_to_the_login_page_and_back(db: TestDb) {
     // max_age=0 demands a fresh sign-in even with a session.
     let mut params = code_request("printer", "openid", &p);
     params.push(("max_age", "0"));
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    // A second after signing in, the sign-in is older than max_age allows.
+    s.advance(1);
     let r = authorize(&s, Some(&cookie), &params).await;
     assert!(location(r.headers()).starts_with("/login?prompt=login"));
 }
@@ -514,7 +515,7 @@ async fn an_acr_step_up_needs_the_second_factor(db: TestDb) {
     assert!(to.starts_with("/login/totp?return_to="), "{to}");
     let return_to = params_of(&to)["return_to"].clone();
     let csrf = common::users::csrf_token(&s, &cookie).await;
-    let code = consent_ledger::users::totp::code_at(&totp, consent_ledger::app::now());
+    let code = consent_ledger::users::totp::code_at(&totp, s.app.now());
     let r = common::users::no_redirect_client()
         .post(format!("{}/login/totp", s.base))
         .header(COOKIE, &cookie)

@@ -240,7 +240,7 @@ async fn a_step_up_asks_for_the_authenticator_code() {
     t.browser.wait_for_path("/login/totp").await;
     let seen = t.browser.text().await;
     assert!(seen.contains("This request needs a second factor"), "{seen}");
-    let now = consent_ledger::app::now();
+    let now = t.s.now();
     let code = consent_ledger::users::totp::code_at(&secret, now);
     t.browser
         .field_labelled("Authentication code")

@@ -20,9 +20,7 @@ const PASSWORD: &str = "correct horse battery";
 async fn session_of(s: &TestServer, cookie: &str) -> Option<Session> {
     let mut h = HeaderMap::new();
     h.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
-    sessions::current(&s.app, &h, consent_ledger::app::now())
-        .await
-        .unwrap()
+    sessions::current(&s.app, &h, s.app.now()).await.unwrap()
 }
 
 fn jar_from(cookie: &str) -> Jar {
@@ -119,7 +117,7 @@ async fn a_good_password_starts_a_session_and_returns(db: TestDb) {
     assert_eq!(session.subject, alice.subject);
     assert_eq!(session.auth.acr.as_deref(), Some("pwd"));
     assert_eq!(session.auth.amr, vec!["pwd"]);
-    assert!(session.auth.auth_time.unwrap() >= consent_ledger::app::now() - 60);
+    assert!(session.auth.auth_time.unwrap() >= s.app.now() - 60);
 
     // Signed in already: the form sends the browser on.
     let (status, headers, _) = login_page(&s, "?return_to=%2Fconsents", &mut jar).await;
@@ -137,7 +135,7 @@ async fn a_wrong_password_an_unknown_or_disabled_user_get_the_same_401(db: TestD
     add_user(&s, "alice", PASSWORD, json!({})).await;
     add_user(&s, "carol", PASSWORD, json!({})).await;
     let existing = users::get(s.app.store.as_ref(), "carol").await.unwrap();
-    let disable = users::disable(existing.as_ref(), "carol", "left", consent_ledger::app::now()).unwrap();
+    let disable = users::disable(existing.as_ref(), "carol", "left", s.app.now()).unwrap();
     s.app.store.append(disable).await.unwrap();
     users::add(s.app.store.as_ref(), "nopass", json!({}), 0)
         .await
@@ -252,7 +250,7 @@ async fn concurrent_wrong_totp_codes_get_only_the_limit_checked(db: TestDb) {
         .unwrap();
     jar.update(r.headers());
     let csrf = hidden(&r.text().await.unwrap(), "csrf");
-    let bad = wrong_code(&secret, consent_ledger::app::now());
+    let bad = wrong_code(&secret, s.app.now());
     let answers = futures_util::future::join_all((0..40).map(|_| {
         let (s, jar, csrf, bad) = (&s, &jar, &csrf, &bad);
         async move {
@@ -344,7 +342,7 @@ async fn totp_users_need_a_fresh_code(db: TestDb) {
     assert!(page.contains(r#"autocomplete="one-time-code""#) && page.contains(r#"<label for="code">"#));
     let csrf = hidden(&page, "csrf");
 
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     let bad = wrong_code(&secret, now);
     let (status, _, page) = post(
         &s,
@@ -452,7 +450,7 @@ async fn a_step_up_raises_the_existing_session(db: TestDb) {
     assert!(page.contains("This request needs a second factor"));
     assert_eq!(hidden(&page, "return_to"), "/authorize?x=1");
     let csrf = csrf_token(&s, &jar.header()).await;
-    let code = totp::code_at(&secret, consent_ledger::app::now());
+    let code = totp::code_at(&secret, s.app.now());
     let (status, headers, _) = post(
         &s,
         "/login/totp",

@@ -33,7 +33,7 @@ fn config(extra: &str) -> String {
 async fn pending_rows(s: &TestServer) -> u64 {
     s.app
         .store
-        .off_ledger_count("authorize", consent_ledger::app::now())
+        .off_ledger_count("authorize", s.app.now())
         .await
         .unwrap()
 }
@@ -309,22 +309,22 @@ async fn the_csrf_key_is_shared_by_every_node(db: TestDb) {
     let (a, b) = (node(&db).await, node(&db).await);
     let browser = headers_with(&format!("cl_csrf={}", "q".repeat(43)));
     // Both create the key at once: both keep the first one stored.
-    let ((from_a, set_a), (from_b, set_b)) =
-        tokio::join!(async { csrf::token(&a, &browser).await.unwrap() }, async {
-            csrf::token(&b, &browser).await.unwrap()
-        },);
+    let ((from_a, set_a), (from_b, set_b)) = tokio::join!(
+        async { csrf::token(&a, &browser, a.now()).await.unwrap() },
+        async { csrf::token(&b, &browser, b.now()).await.unwrap() },
+    );
     assert!(set_a.is_none() && set_b.is_none());
     assert_eq!(
         from_a, from_b,
         "a form rendered by one node is accepted by the other"
     );
-    assert!(csrf::check(&b, &browser, Some(&from_a)).await);
+    assert!(csrf::check(&b, &browser, Some(&from_a), b.now()).await);
     // A restarted node reads the same key.
     let c = node(&db).await;
-    assert!(csrf::check(&c, &browser, Some(&from_a)).await);
+    assert!(csrf::check(&c, &browser, Some(&from_a), c.now()).await);
     // Another browser's pre-session id gets another token.
     let other = headers_with(&format!("cl_csrf={}", "r".repeat(43)));
-    assert!(!csrf::check(&c, &other, Some(&from_a)).await);
+    assert!(!csrf::check(&c, &other, Some(&from_a), c.now()).await);
 }
 
 on_both_stores!(

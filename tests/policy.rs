@@ -262,7 +262,7 @@ async fn a_standing_consent_in_the_ledger_lets_an_absent_subject_have_the_scope(
         scopes: vec!["messages".into()],
         authorization_details: Value::Null,
         expires_at: None,
-        at: consent_ledger::app::now(),
+        at: s.app.now(),
         shown: Value::Null,
     });
     let r = s

@@ -141,6 +141,7 @@ fn claims(body: &Value) -> Value {
         .claims
 }
 
+#[allow(clippy::disallowed_methods)] // the timeout is real time spent waiting on a socket
 async fn the_decision_point_allows_denies_limits_and_times_out(db: TestDb) {
     // Given a decision point and an http authorizer asking it about four scopes
     let (url, seen) = start_pdp().await;

@@ -12,7 +12,7 @@ use consent_ledger::audit::verify::Verdict;
 use consent_ledger::grants::refresh::{self, Minting};
 use consent_ledger::store::{AppendRequest, ExpectedVersion};
 use projections::Event;
-use projections::event::{AuthContext, DelegationCreated, GrantedScope, RefreshTokenRotated, V1};
+use projections::event::{AuthContext, DelegationCreated, GrantedScope, V1};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-admin-token-admin-token-0123";
@@ -38,12 +38,12 @@ struct Seeded {
 
 /// Appends `DelegationCreated` for `scopes` (each with its own expiry) and the first refresh token.
 async fn seed(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)]) -> Seeded {
-    seed_created(s, client_id, scopes, consent_ledger::app::now()).await
+    seed_created(s, client_id, scopes, s.app.now()).await
 }
 
 /// As [`seed`], for a delegation created at `now` (its first refresh token issued then too).
 async fn seed_created(s: &TestServer, client_id: &str, scopes: &[(&str, Option<i64>)], now: i64) -> Seeded {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = consent_ledger::ids::id();
     let subject = format!("user-{id}");
     let created = Event::DelegationCreated(DelegationCreated {
         v: V1,
@@ -287,23 +287,11 @@ async fn the_grace_window_reissues_then_reuse_past_it_revokes(db: TestDb) {
                 && e["parent_hash"] == refresh::hash(&d.refresh).as_str())
     );
 
-    // A token rotated two minutes ago is past the window: the delegation ends.
+    // A token rotated two minutes ago is past the window: the delegation ends. The client lost the
+    // answer to its rotation and comes back with the old token after two minutes.
     let old = seed(&s, "lenient", &[("read", None)]).await;
-    let now = consent_ledger::app::now();
-    s.app
-        .store
-        .append(AppendRequest::to_stream(
-            refresh::stream(&refresh::hash(&old.refresh)),
-            ExpectedVersion::Exact(1),
-            vec![Event::RefreshTokenRotated(RefreshTokenRotated {
-                v: V1,
-                token_hash: refresh::hash(&old.refresh),
-                successor_hash: refresh::hash("a successor the client lost"),
-                at: now - 120,
-            })],
-        ))
-        .await
-        .unwrap();
+    refreshed(&s, app, &old.refresh).await;
+    s.advance(120);
     let (status, body) = refresh_with(&s, app, &old.refresh, None).await;
     assert_eq!((status, error(&body)), (400, "invalid_grant"));
     let revoked = events(&s, "DelegationRevoked").await;
@@ -341,7 +329,7 @@ async fn a_scope_whose_delegated_expiry_passed_is_dropped(db: TestDb) {
     let s = TestServer::start(&db, TOKEN_CONFIG).await;
     let secret = client(&s, "app", 0).await;
     let app = ("app", secret.as_str());
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     let d = seed(&s, "app", &[("read", None), ("write", Some(now - 10))]).await;
     let (at, rt, body) = refreshed(&s, app, &d.refresh).await;
     assert_eq!(body["scope"], "read");
@@ -505,8 +493,10 @@ async fn second_process(db: &TestDb, first: &TestServer) -> String {
     config.issuer = first.app.config.issuer.clone();
     config.key_dir = first.app.config.key_dir.clone();
     config.validate("test.toml").unwrap();
-    let app = Arc::new(consent_ledger::app::App::new(db.open().await, config).unwrap());
-    let now = consent_ledger::app::now();
+    // Another process, but the same instant: it reads the first server's clock.
+    let store = db.open_with_clock(&first.clock).await;
+    let app = Arc::new(consent_ledger::app::App::new(store, config).unwrap());
+    let now = app.now();
     app.publish_policy(&app.policy(), now).await.unwrap();
     app.keys.current(app.store.as_ref(), now).await.unwrap();
     let router = consent_ledger::http::router(app);
@@ -656,7 +646,7 @@ async fn a_delegation_cannot_be_refreshed_past_its_absolute_lifetime(db: TestDb)
         }))
         .await
         .unwrap();
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     let old = seed_created(&s, "short", &[("read", None)], now - 3_600).await;
     let (status, body) = refresh_with(&s, ("short", &secret), &old.refresh, None).await;
     assert_eq!((status, error(&body)), (400, "invalid_grant"), "{body}");

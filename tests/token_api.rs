@@ -213,7 +213,7 @@ async fn every_client_authentication_method_accepts_the_right_proof_only(db: Tes
                       "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.public_jwk]}}),
     )
     .await;
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     let assertion = |k: &KeyMaterial, aud: &str, exp: i64, jti: &str| {
         k.sign(
             "JWT",
@@ -383,7 +383,7 @@ async fn rotated_keys_keep_old_tokens_verifiable_and_sign_new_ones(db: TestDb) {
     let new_key = s
         .app
         .keys
-        .rotate(s.app.store.as_ref(), consent_ledger::app::now())
+        .rotate(s.app.store.as_ref(), s.app.now())
         .await
         .unwrap();
     let (_, body) = token(&s, "c", &secret, &[]).await;

@@ -122,7 +122,7 @@ async fn client_assertion_cannot_be_replayed_within_the_expiry_leeway(db: TestDb
     }))
     .await;
     // Already past `exp`, still inside the 30 s leeway: accepted once, never twice.
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     let assertion = key
         .sign(
             "JWT",
@@ -483,7 +483,7 @@ async fn rotation_replaces_the_id_token_key_too(db: TestDb) {
     let new_access_key = s
         .app
         .keys
-        .rotate(s.app.store.as_ref(), consent_ledger::app::now())
+        .rotate(s.app.store.as_ref(), s.app.now())
         .await
         .unwrap();
     assert_eq!(new_access_key.alg, Algorithm::ES256);

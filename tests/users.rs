@@ -157,19 +157,19 @@ async fn the_users_commands_keep_credentials_out_of_the_ledger(db: TestDb) {
     let secret = totp::base32_decode(&secret_b32).unwrap();
 
     let store = db.open().await;
+    let now = store.clock().now();
     // What the CLI stored works: the second password (line ending stripped, spaces kept) and the secret.
-    let alice = users::authenticate(store.as_ref(), "alice", second)
+    let alice = users::authenticate(store.as_ref(), "alice", second, now)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(alice.subject, subject);
     assert!(
-        users::authenticate(store.as_ref(), "alice", password)
+        users::authenticate(store.as_ref(), "alice", password, now)
             .await
             .unwrap()
             .is_none()
     );
-    let now = consent_ledger::app::now();
     assert!(
         users::verify_totp(store.as_ref(), "alice", &totp::code_at(&secret, now), now)
             .await
@@ -184,7 +184,7 @@ async fn the_users_commands_keep_credentials_out_of_the_ledger(db: TestDb) {
     assert!(ok, "{err}");
     refused(&db, &["users", "disable", "alice"], "", "already disabled");
     assert!(
-        users::authenticate(store.as_ref(), "alice", second)
+        users::authenticate(store.as_ref(), "alice", second, now)
             .await
             .unwrap()
             .is_none()
@@ -235,10 +235,11 @@ async fn the_users_commands_keep_credentials_out_of_the_ledger(db: TestDb) {
     store.close().await;
 }
 
+#[allow(clippy::disallowed_methods)] // comparing Argon2's real work takes a real stopwatch
 async fn passwords_verify_with_the_same_work_for_everyone(db: TestDb) {
     let store = db.open().await;
     let s = store.as_ref();
-    let now = consent_ledger::app::now();
+    let now = s.clock().now();
     let alice = users::add(s, "alice", json!({}), now).await.unwrap();
     assert!(!alice.has_password);
     assert!(matches!(
@@ -250,9 +251,9 @@ async fn passwords_verify_with_the_same_work_for_everyone(db: TestDb) {
         Err(UserError::Password(users::PasswordError::TooShort))
     ));
     // No password yet: nothing matches, not even an empty one.
-    assert!(!users::verify_password(s, &alice, "").await.unwrap());
+    assert!(!users::verify_password(s, &alice, "", now).await.unwrap());
     assert!(
-        users::authenticate(s, "alice", "anything-at-all")
+        users::authenticate(s, "alice", "anything-at-all", now)
             .await
             .unwrap()
             .is_none()
@@ -264,17 +265,17 @@ async fn passwords_verify_with_the_same_work_for_everyone(db: TestDb) {
     let alice = users::get(s, "alice").await.unwrap().unwrap();
     assert!(alice.has_password);
     assert!(
-        users::verify_password(s, &alice, "pa55word-pa55word")
+        users::verify_password(s, &alice, "pa55word-pa55word", now)
             .await
             .unwrap()
     );
     assert!(
-        !users::verify_password(s, &alice, "pa55word-pa55wor")
+        !users::verify_password(s, &alice, "pa55word-pa55wor", now)
             .await
             .unwrap()
     );
     assert_eq!(
-        users::authenticate(s, "alice", "pa55word-pa55word")
+        users::authenticate(s, "alice", "pa55word-pa55word", now)
             .await
             .unwrap()
             .unwrap()
@@ -282,13 +283,13 @@ async fn passwords_verify_with_the_same_work_for_everyone(db: TestDb) {
         alice.subject
     );
     assert!(
-        users::authenticate(s, "nobody", "pa55word-pa55word")
+        users::authenticate(s, "nobody", "pa55word-pa55word", now)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        users::authenticate(s, "", "pa55word-pa55word")
+        users::authenticate(s, "", "pa55word-pa55word", now)
             .await
             .unwrap()
             .is_none()
@@ -296,12 +297,12 @@ async fn passwords_verify_with_the_same_work_for_everyone(db: TestDb) {
 
     // An unknown user costs an Argon2 verification like a known one (no early answer).
     let t = std::time::Instant::now();
-    users::authenticate(s, "alice", "wrong-wrong-wrong")
+    users::authenticate(s, "alice", "wrong-wrong-wrong", now)
         .await
         .unwrap();
     let known = t.elapsed();
     let t = std::time::Instant::now();
-    users::authenticate(s, "nobody-at-all", "wrong-wrong-wrong")
+    users::authenticate(s, "nobody-at-all", "wrong-wrong-wrong", now)
         .await
         .unwrap();
     let unknown = t.elapsed();

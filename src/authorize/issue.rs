@@ -50,7 +50,7 @@ pub struct Answer<'a> {
 
 /// A new code for `decision` and the append recording its hash.
 pub fn code(answer: Answer<'_>, decision: &Decision) -> Result<(String, AppendRequest), OAuthError> {
-    let code = crate::clients::generate_secret().map_err(|e| OAuthError::internal("randomness", e))?;
+    let code = crate::ids::secret().map_err(|e| OAuthError::internal("randomness", e))?;
     let hash = code_hash(&code);
     let r = answer.request;
     let event = Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
@@ -102,7 +102,7 @@ pub fn consent(answer: ConsentAnswer<'_>) -> AppendRequest {
         ));
     };
     if !answer.approved.is_empty() {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = crate::ids::id();
         add(
             Event::ConsentGranted(ConsentGranted {
                 v: V1,
@@ -119,7 +119,7 @@ pub fn consent(answer: ConsentAnswer<'_>) -> AppendRequest {
         );
     }
     if !answer.refused.is_empty() {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = crate::ids::id();
         add(
             Event::ConsentDenied(ConsentDenied {
                 v: V1,

@@ -65,7 +65,7 @@ pub fn send(target: &Target, params: Vec<(&'static str, String)>) -> Response {
         }
         ResponseMode::FormPost => {
             // The one script any page runs: submitting this form. A fresh nonce allows exactly it.
-            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            let nonce = crate::ids::id();
             let page = FormPost {
                 action: &target.redirect_uri,
                 fields: &params,

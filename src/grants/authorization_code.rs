@@ -17,7 +17,7 @@ use projections::event::UnixSeconds;
 
 use super::refresh::{self, Minting};
 use super::{GrantType, TokenResponse, prepare_access_token};
-use crate::app::{App, now};
+use crate::app::App;
 use crate::authorize::issue::{self, code_hash, code_stream};
 use crate::delegations::{self, Creation, reason};
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
@@ -218,9 +218,13 @@ async fn replayed(app: &App, delegation_id: &str, now: UnixSeconds) -> Result<To
 
 /// Exchanges a code for an access token, a refresh token (when the client may refresh) and, when
 /// `openid` was granted, an ID token: fetch, [`decide`], record.
-pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    app: &App,
+    client: &Client,
+    form: &Form,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
     let hash = code_hash(form.require("code")?);
-    let now = now();
     let policy = app.policy();
     let facts = fetch(app, &policy, client, &hash, now).await?;
     let request = Request {

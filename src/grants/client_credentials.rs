@@ -7,7 +7,7 @@ use projections::event::{AuthContext, UnixSeconds};
 use serde_json::Value;
 
 use super::{GrantType, TokenResponse, issue_access_token};
-use crate::app::{App, now};
+use crate::app::App;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::form::Form;
 use crate::oauth::{OAuthError, scope};
@@ -98,7 +98,12 @@ async fn fetch(
 }
 
 /// Issues an access token whose subject is the client itself: fetch, [`decide`], record.
-pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    app: &App,
+    client: &Client,
+    form: &Form,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
     let limits = &app.config.limits;
     let scope = form
         .get("scope")
@@ -117,7 +122,6 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
         authorization_details: &authorization_details,
     };
     let policy = app.policy();
-    let now = now();
     let facts = fetch(app, &policy, client, request, now).await?;
     let decision = decide(&policy, client, &facts, request, now)?;
     issue_access_token(

@@ -6,7 +6,7 @@ pub mod refresh;
 
 use projections::Event;
 use projections::clients::Client;
-use projections::event::{TokenIssued, TokenKind, V1};
+use projections::event::{TokenIssued, TokenKind, UnixSeconds, V1};
 use serde::Serialize;
 use serde_json::json;
 
@@ -75,6 +75,7 @@ pub async fn dispatch(
     grant: GrantType,
     client: &Client,
     form: &Form,
+    now: UnixSeconds,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.spec.grant_types.iter().any(|g| g == grant.name()) {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -83,9 +84,9 @@ pub async fn dispatch(
         )));
     }
     match grant {
-        GrantType::ClientCredentials => client_credentials::grant(app, client, form).await,
-        GrantType::AuthorizationCode => authorization_code::grant(app, client, form).await,
-        GrantType::RefreshToken => refresh::grant(app, client, form).await,
+        GrantType::ClientCredentials => client_credentials::grant(app, client, form, now).await,
+        GrantType::AuthorizationCode => authorization_code::grant(app, client, form, now).await,
+        GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),
@@ -177,7 +178,7 @@ pub async fn prepare_access_token(
         .current(app.store.as_ref(), decision.issued_at)
         .await
         .map_err(|e| OAuthError::internal("signing key", e))?;
-    let jti = uuid::Uuid::new_v4().simple().to_string();
+    let jti = crate::ids::id();
     let scopes = decision.scope_names();
     let scope = scopes.join(" ");
     let claims = AccessClaims {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use projections::users::User;
 
 use super::{GrantType, TokenResponse, prepare_access_token, record};
-use crate::app::{App, now};
+use crate::app::App;
 use crate::delegations;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::form::Form;
@@ -52,7 +52,7 @@ pub struct Minting<'a> {
 
 /// A fresh refresh token: its value (for the client, once) and the append that records its hash.
 pub fn mint(m: Minting<'_>) -> Result<(String, AppendRequest), OAuthError> {
-    let value = crate::clients::generate_secret().map_err(|e| OAuthError::internal("randomness", e))?;
+    let value = crate::ids::secret().map_err(|e| OAuthError::internal("randomness", e))?;
     let token_hash = hash(&value);
     let event = Event::RefreshTokenIssued(RefreshTokenIssued {
         v: V1,
@@ -279,7 +279,12 @@ async fn fetch(
 /// client's grace window a fresh pair is issued in the same delegation, otherwise the delegation is
 /// revoked. A revocation expects the delegation's stream at the version read, so of several concurrent
 /// reuses exactly one records it; the others read again and find it ended.
-pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    app: &App,
+    client: &Client,
+    form: &Form,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
     let presented = form.require("refresh_token")?;
     let limits = &app.config.limits;
     let scope = form
@@ -295,7 +300,6 @@ pub async fn grant(app: &App, client: &Client, form: &Form) -> Result<TokenRespo
     };
     let token_hash = hash(presented);
     for _ in 0..ATTEMPTS {
-        let now = now();
         let policy = app.policy();
         let facts = fetch(app, &policy, client, &token_hash, request, now).await?;
         let outcome = decide(&policy, client, settings, &facts, request, now)?;

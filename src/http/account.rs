@@ -24,7 +24,7 @@ use projections::event::{ConsentRevoked, UnixSeconds, V1};
 use serde::Deserialize;
 
 use super::csrf;
-use crate::app::{App, AppRef, now};
+use crate::app::{App, AppRef};
 use crate::authorize::details;
 use crate::issuance::Policy;
 use crate::pages;
@@ -216,7 +216,7 @@ async fn client_names<'a>(
 
 /// `GET /account`.
 async fn account_page(State(app): State<AppRef>, headers: HeaderMap) -> Response {
-    let now = now();
+    let now = app.now();
     let session = match sessions::current(&app, &headers, now).await {
         Ok(Some(s)) => s,
         Ok(None) => return to_login(),
@@ -256,7 +256,7 @@ async fn render_account(
     .await?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let policy = app.policy();
-    let (token, set) = csrf::token(app, headers).await?;
+    let (token, set) = csrf::token(app, headers, now).await?;
     let page = AccountPage {
         username: &session.username,
         csrf: &token,
@@ -285,15 +285,20 @@ struct RevokeForm {
 }
 
 /// What the revoke handlers share: the CSRF check, then the session. `Err` is the response to give.
-async fn signed_in_form(app: &App, headers: &HeaderMap, f: &RevokeForm) -> Result<Session, Response> {
-    if !csrf::check(app, headers, f.csrf.as_deref()).await {
+async fn signed_in_form(
+    app: &App,
+    headers: &HeaderMap,
+    f: &RevokeForm,
+    now: UnixSeconds,
+) -> Result<Session, Response> {
+    if !csrf::check(app, headers, f.csrf.as_deref(), now).await {
         return Err(pages::error(
             StatusCode::FORBIDDEN,
             "invalid_request",
             "This form has expired or was not sent from this site. Go back, reload the page and try again.",
         ));
     }
-    match sessions::current(app, headers, now()).await {
+    match sessions::current(app, headers, now).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(to_login()),
         Err(e) => Err(internal(e)),
@@ -326,7 +331,8 @@ async fn revoke_delegation(
     headers: HeaderMap,
     Form(f): Form<RevokeForm>,
 ) -> Response {
-    let session = match signed_in_form(&app, &headers, &f).await {
+    let now = app.now();
+    let session = match signed_in_form(&app, &headers, &f, now).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -343,7 +349,7 @@ async fn revoke_delegation(
         &delegation.delegation_id,
         REVOKED_BY_USER,
         ExpectedVersion::Any,
-        now(),
+        now,
     );
     append_as(&app, &session, request).await
 }
@@ -355,7 +361,8 @@ async fn revoke_consent(
     headers: HeaderMap,
     Form(f): Form<RevokeForm>,
 ) -> Response {
-    let session = match signed_in_form(&app, &headers, &f).await {
+    let now = app.now();
+    let session = match signed_in_form(&app, &headers, &f, now).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -370,7 +377,7 @@ async fn revoke_consent(
     let event = Event::ConsentRevoked(ConsentRevoked {
         v: V1,
         consent_id: consent.consent_id.clone(),
-        at: now(),
+        at: now,
     });
     let request = AppendRequest::to_stream(
         format!("consent-{}", consent.consent_id),

@@ -9,7 +9,7 @@ use projections::event::ClientSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{AppRef, now};
+use crate::app::AppRef;
 use crate::clients::{self, RegistrationError};
 use crate::oauth::client_auth::secrets_eq;
 use crate::store::{self, AppendError, RowFilter};
@@ -114,7 +114,7 @@ pub async fn create(
     let existing: Option<Client> = store::get(app.store.as_ref(), &spec.client_id).await?;
     let secret = if spec.token_endpoint_auth_method.starts_with("client_secret") {
         Some(
-            clients::generate_secret()
+            crate::ids::secret()
                 .map_err(|_| AdminError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()))?,
         )
     } else {
@@ -124,7 +124,7 @@ pub async fn create(
     spec.secret_hash = secret.as_deref().map(clients::hash_secret);
     let client_id = spec.client_id.clone();
     app.store
-        .append(clients::register(existing.as_ref(), spec, now())?)
+        .append(clients::register(existing.as_ref(), spec, app.now())?)
         .await?;
     let created: Option<Client> = store::get(app.store.as_ref(), &client_id).await?;
     let mut body = created.as_ref().map(view).unwrap_or(Value::Null);
@@ -179,7 +179,7 @@ pub async fn update(
     let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
     spec.secret_hash = existing.as_ref().and_then(|c| c.spec.secret_hash.clone());
     app.store
-        .append(clients::update(existing.as_ref(), spec, now())?)
+        .append(clients::update(existing.as_ref(), spec, app.now())?)
         .await?;
     get(State(app), headers, Path(id)).await
 }
@@ -204,7 +204,7 @@ pub async fn disable(
         .reason
         .unwrap_or_else(|| "disabled by an administrator".into());
     app.store
-        .append(clients::disable(existing.as_ref(), &id, &reason, now())?)
+        .append(clients::disable(existing.as_ref(), &id, &reason, app.now())?)
         .await?;
     get(State(app), headers, Path(id)).await
 }
@@ -212,7 +212,7 @@ pub async fn disable(
 /// `POST /admin/policy/reload`: re-reads the configuration file; the new policy applies to the next token.
 pub async fn reload_policy(State(app): State<AppRef>, headers: HeaderMap) -> Result<Json<Value>, AdminError> {
     authorize(&app, &headers)?;
-    match app.reload_policy(now()).await {
+    match app.reload_policy(app.now()).await {
         Ok(version) => Ok(Json(json!({ "policy_version": version }))),
         Err(crate::app::PolicyError::Config(e)) => Err(AdminError(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e) => {

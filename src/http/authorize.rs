@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use super::client_auth::authenticate;
 use super::login::{Peer, peer_of};
-use crate::app::{App, AppRef, now};
+use crate::app::{App, AppRef};
 use crate::authorize::interaction::{self, KeepError, Pushed};
 use crate::authorize::next_step::{self, Step};
 use crate::authorize::request::{self, AuthorizationRequest, Rejection, ResponseType, Settings};
@@ -103,7 +103,7 @@ async fn authorize_post(
 
 /// Validates a new request (from the query, the body, or a pushed `request_uri`), keeps it, and goes on.
 async fn start(app: &App, peer: Option<SocketAddr>, headers: &HeaderMap, params: Form) -> Response {
-    let now = now();
+    let now = app.now();
     let (params, pushed) = match params.get("request_uri") {
         Some(uri) => {
             let Some(client_id) = params.get("client_id") else {
@@ -177,7 +177,7 @@ struct ResumeQuery {
 
 /// `GET /authorize/resume?id=…`: where sign-in and step-up pages return to.
 async fn resume(State(app): State<AppRef>, headers: HeaderMap, Query(q): Query<ResumeQuery>) -> Response {
-    let now = now();
+    let now = app.now();
     match interaction::load(&app, &q.id, now).await {
         Ok(Some(request)) => proceed(&app, &headers, &q.id, request, now).await,
         Ok(None) => expired(),
@@ -218,10 +218,10 @@ async fn signed_in(
         None => None,
     };
     if let Some(step) = next_step::authentication(request, session.as_ref(), user.as_ref(), now) {
-        return Err(carry_out(app, id, request, step).await);
+        return Err(carry_out(app, id, request, now, step).await);
     }
     let (Some(session), Some(user)) = (session, user) else {
-        return Err(carry_out(app, id, request, Step::SignIn { again: false }).await);
+        return Err(carry_out(app, id, request, now, Step::SignIn { again: false }).await);
     };
     let client: Option<Client> = store::get(app.store.as_ref(), &request.client_id)
         .await
@@ -314,10 +314,10 @@ async fn proceed(
     };
     let decision = match decision {
         Ok(d) => d,
-        Err(e) => return carry_out(app, id, &request, Step::Fail(e)).await,
+        Err(e) => return carry_out(app, id, &request, now, Step::Fail(e)).await,
     };
     match next_step::after_decision(&request, &decision, &signed.session, &signed.user) {
-        Step::Consent => consent_page(app, headers, id, &request, &signed, &policy, &decision).await,
+        Step::Consent => consent_page(app, headers, id, &request, &signed, &policy, &decision, now).await,
         Step::Issue => {
             answer(
                 app,
@@ -327,15 +327,16 @@ async fn proceed(
                 &policy,
                 &decision,
                 AppendRequest::default(),
+                now,
             )
             .await
         }
-        other => carry_out(app, id, &request, other).await,
+        other => carry_out(app, id, &request, now, other).await,
     }
 }
 
 /// Sends the browser where `step` says (sign-in pages, or the client with an error).
-async fn carry_out(app: &App, id: &str, request: &AuthorizationRequest, step: Step) -> Response {
+async fn carry_out(app: &App, id: &str, request: &AuthorizationRequest, now: i64, step: Step) -> Response {
     let return_to = format!("/authorize/resume?id={id}");
     let encoded: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     match step {
@@ -344,7 +345,7 @@ async fn carry_out(app: &App, id: &str, request: &AuthorizationRequest, step: St
         Step::SecondFactor => redirect(&format!("/login/totp?return_to={encoded}")),
         Step::Fail(error) => {
             // The request is answered: it cannot be resumed afterwards.
-            if let Err(e) = interaction::finish(app, id, now()).await {
+            if let Err(e) = interaction::finish(app, id, now).await {
                 return error_page(&OAuthError::from(e));
             }
             let target = &request.target;
@@ -417,6 +418,7 @@ fn pending_lines(policy: &Policy, decision: &Decision) -> Vec<ScopeLine> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)] // the request's facts, each already fetched, and its instant
 async fn consent_page(
     app: &App,
     headers: &HeaderMap,
@@ -425,8 +427,9 @@ async fn consent_page(
     signed: &Signed,
     policy: &Policy,
     decision: &Decision,
+    now: i64,
 ) -> Response {
-    let (csrf, set_cookie) = match super::csrf::token(app, headers).await {
+    let (csrf, set_cookie) = match super::csrf::token(app, headers, now).await {
         Ok(t) => t,
         Err(e) => return error_page(&OAuthError::from(e)),
     };
@@ -459,14 +462,14 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         Ok(f) => f,
         Err(e) => return error_page(&e),
     };
-    if !super::csrf::check(&app, &headers, form.get(super::csrf::CSRF_FIELD)).await {
+    let now = app.now();
+    if !super::csrf::check(&app, &headers, form.get(super::csrf::CSRF_FIELD), now).await {
         return pages::error(
             StatusCode::FORBIDDEN,
             "invalid_request",
             "This form has expired or did not come from this site. Go back, reload the page and try again.",
         );
     }
-    let now = now();
     let Some(id) = form.get("id") else {
         return expired();
     };
@@ -482,7 +485,7 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     let policy = app.policy();
     let fetched = match fetch(&app, &policy, &signed, &request, now).await {
         Ok(f) => f,
-        Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
+        Err(e) => return carry_out(&app, id, &request, now, Step::Fail(e)).await,
     };
     let facts = fetched.facts(&signed, &request);
     let given = consent::Answer {
@@ -496,7 +499,7 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     };
     let outcome = match consent::decide(&policy, &facts, &given, now) {
         Ok(o) => o,
-        Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
+        Err(e) => return carry_out(&app, id, &request, now, Step::Fail(e)).await,
     };
     let (decision, approved, refused) = match outcome {
         // Not waiting for consent: go on as a fresh visit would, settling nothing from the form.
@@ -510,7 +513,7 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     };
     let shown = match consent::decision(&policy, &facts, &[], now) {
         Ok(d) => d,
-        Err(e) => return carry_out(&app, id, &request, Step::Fail(e)).await,
+        Err(e) => return carry_out(&app, id, &request, now, Step::Fail(e)).await,
     };
     let shown_json = json!(
         pending_lines(&policy, &shown)
@@ -528,20 +531,21 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         now,
     });
     match decision {
-        Some(decision) => answer(&app, id, &request, &signed, &policy, &decision, consents).await,
+        Some(decision) => answer(&app, id, &request, &signed, &policy, &decision, consents, now).await,
         // RFC 6749 §4.1.2.1: the user refused; no code, not even for what needed no consent.
         None => {
             if let Err(e) = grants::record(&app, consents).await {
                 return error_page(&e);
             }
             let denied = OAuthError::AccessDenied("the user did not allow the request".into());
-            carry_out(&app, id, &request, Step::Fail(denied)).await
+            carry_out(&app, id, &request, now, Step::Fail(denied)).await
         }
     }
 }
 
 /// Issues what `decision` grants (a code, or for implicit a token), records it with `also`, and sends
 /// it to the client.
+#[allow(clippy::too_many_arguments)] // the request's facts, each already fetched, and its instant
 async fn answer(
     app: &App,
     id: &str,
@@ -550,8 +554,8 @@ async fn answer(
     policy: &Policy,
     decision: &Decision,
     also: AppendRequest,
+    now: i64,
 ) -> Response {
-    let now = now();
     // Taking the kept request makes the answer single: a second submission finds nothing.
     match interaction::finish(app, id, now).await {
         Ok(Some(_)) => {}
@@ -622,8 +626,9 @@ async fn implicit(
 
 /// `POST /par` (RFC 9126): an authenticated client pushes its request and gets a `request_uri`.
 async fn par(State(app): State<AppRef>, headers: HeaderMap, form: Form) -> Result<Response, OAuthError> {
+    let now = app.now();
     let endpoint = format!("{}/par", app.config.issuer);
-    let client = authenticate(&app, &headers, &form, &endpoint).await?;
+    let client = authenticate(&app, &headers, &form, &endpoint, now).await?;
     if form.get("request_uri").is_some() {
         return Err(OAuthError::InvalidRequest("request_uri cannot be pushed".into()));
     }
@@ -633,7 +638,6 @@ async fn par(State(app): State<AppRef>, headers: HeaderMap, form: Form) -> Resul
         params.remove(k);
     }
     params.insert("client_id".into(), client.spec.client_id.clone());
-    let now = now();
     // Checked now, as the authorization endpoint would, so the client hears of a bad request at once.
     if let Err(Rejection::Page(e) | Rejection::Redirect { error: e, .. }) =
         request::validate(&params, Some(&client), settings(&app, true), now)

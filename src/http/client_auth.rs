@@ -2,8 +2,9 @@
 
 use axum::http::HeaderMap;
 use projections::clients::Client;
+use projections::event::UnixSeconds;
 
-use crate::app::{App, now};
+use crate::app::App;
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::{AUTHENTICATION_FAILED, presented, verify};
 use crate::oauth::form::Form;
@@ -15,10 +16,10 @@ pub async fn authenticate(
     headers: &HeaderMap,
     form: &Form,
     endpoint: &str,
+    now: UnixSeconds,
 ) -> Result<Client, OAuthError> {
     let presented = presented(headers, form)?;
     let client: Option<Client> = store::get(app.store.as_ref(), presented.client_id()).await?;
-    let now = now();
     if let Some(used) = verify(
         &presented,
         client.as_ref(),

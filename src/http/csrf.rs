@@ -17,9 +17,10 @@ use aws_lc_rs::hmac;
 use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use projections::event::UnixSeconds;
 use sha2::{Digest, Sha256};
 
-use crate::app::{App, now};
+use crate::app::App;
 use crate::oauth::client_auth::constant_time_eq;
 use crate::sessions::{SESSION_COOKIE, cookie, random_token, set_cookie};
 use crate::store::StoreError;
@@ -35,13 +36,13 @@ const KEY_NAME: &str = "csrf-hmac-sha256";
 const PRESESSION_CHARS_MIN: usize = 43;
 
 /// The server's CSRF key, loaded (or created) once per process.
-async fn key(app: &App) -> Result<&hmac::Key, StoreError> {
+async fn key(app: &App, now: UnixSeconds) -> Result<&hmac::Key, StoreError> {
     app.csrf_key
         .get_or_try_init(|| async {
             let fresh = random_token()?;
             let stored = app
                 .store
-                .off_ledger_insert(KEY_NAMESPACE, KEY_NAME, &fresh, None, now())
+                .off_ledger_insert(KEY_NAMESPACE, KEY_NAME, &fresh, None, now)
                 .await?;
             let bytes = URL_SAFE_NO_PAD
                 .decode(stored.as_bytes())
@@ -72,8 +73,12 @@ fn sign(key: &hmac::Key, binding: &str) -> String {
 
 /// The token to put in a form, and the pre-session cookie to set when the browser has neither a session
 /// nor a pre-session id yet.
-pub async fn token(app: &App, headers: &HeaderMap) -> Result<(String, Option<HeaderValue>), StoreError> {
-    let key = key(app).await?;
+pub async fn token(
+    app: &App,
+    headers: &HeaderMap,
+    now: UnixSeconds,
+) -> Result<(String, Option<HeaderValue>), StoreError> {
+    let key = key(app, now).await?;
     if let Some(b) = binding(headers, app) {
         return Ok((sign(key, &b), None));
     }
@@ -83,7 +88,7 @@ pub async fn token(app: &App, headers: &HeaderMap) -> Result<(String, Option<Hea
 }
 
 /// Whether a submitted form's token is the one bound to this browser's session (or pre-session id).
-pub async fn check(app: &App, headers: &HeaderMap, submitted: Option<&str>) -> bool {
+pub async fn check(app: &App, headers: &HeaderMap, submitted: Option<&str>, now: UnixSeconds) -> bool {
     if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
@@ -93,7 +98,7 @@ pub async fn check(app: &App, headers: &HeaderMap, submitted: Option<&str>) -> b
     let (Some(b), Some(submitted)) = (binding(headers, app), submitted) else {
         return false;
     };
-    match key(app).await {
+    match key(app, now).await {
         Ok(key) => constant_time_eq(sign(key, &b).as_bytes(), submitted.as_bytes()),
         Err(e) => {
             tracing::error!(error = %e, "the CSRF key cannot be loaded");

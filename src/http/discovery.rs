@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::app::{AppRef, now};
+use crate::app::AppRef;
 use crate::clients::ID_TOKEN_ALGS;
 use crate::config::{SUPPORTED_AUTH_METHODS, SUPPORTED_GRANT_TYPES};
 use crate::keys::KeyRing;
@@ -90,7 +90,7 @@ pub async fn openid_configuration(State(app): State<AppRef>) -> Json<Value> {
 
 /// `GET /jwks`: current keys and retired keys whose tokens may still be live.
 pub async fn jwks(State(app): State<AppRef>) -> Result<Response, OAuthError> {
-    let keys = KeyRing::jwks(app.store.as_ref(), now())
+    let keys = KeyRing::jwks(app.store.as_ref(), app.now())
         .await
         .map_err(|e| OAuthError::internal("jwks", e))?;
     let mut response = Json(json!({ "keys": keys })).into_response();

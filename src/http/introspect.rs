@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use projections::clients::Client;
 use projections::delegations::Delegation;
+use projections::event::UnixSeconds;
 use projections::queries;
 use projections::refresh_tokens::RefreshToken;
 use projections::tokens::Token;
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::client_auth::authenticate;
 use crate::access_tokens;
-use crate::app::{App, AppRef, now};
+use crate::app::{App, AppRef};
 use crate::grants::refresh;
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::AUTHENTICATION_FAILED;
@@ -49,13 +50,14 @@ pub async fn introspect(
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, OAuthError> {
-    let caller = authenticate(&app, &headers, &form, &app.endpoints.introspect).await?;
+    let now = app.now();
+    let caller = authenticate(&app, &headers, &form, &app.endpoints.introspect, now).await?;
     if caller.spec.token_endpoint_auth_method == "none" {
         // A public client proves nothing about itself, so it may not scan tokens (RFC 7662 §2.1, §4).
         return Err(OAuthError::InvalidClient(AUTHENTICATION_FAILED.into()));
     }
     let token = form.require("token")?;
-    let found = access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now()).await?;
+    let found = access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now).await?;
     let answer = match found {
         Some(f) if f.active && may_see_access_token(&caller, &f.token) => json!({
             "active": true,
@@ -70,7 +72,7 @@ pub async fn introspect(
             "token_type": "Bearer",
         }),
         Some(_) => json!({ "active": false }),
-        None => refresh_token(&app, &caller, token).await?,
+        None => refresh_token(&app, &caller, token, now).await?,
     };
     let mut response = Json(answer).into_response();
     let headers = response.headers_mut();
@@ -80,14 +82,19 @@ pub async fn introspect(
 }
 
 /// What introspection says about a refresh token (RFC 7662 §2.2), by the hash of its value.
-async fn refresh_token(app: &App, caller: &Client, value: &str) -> Result<Value, OAuthError> {
+async fn refresh_token(
+    app: &App,
+    caller: &Client,
+    value: &str,
+    now: UnixSeconds,
+) -> Result<Value, OAuthError> {
     let token: Option<RefreshToken> = store::get(app.store.as_ref(), &refresh::hash(value)).await?;
     let Some(token) = token.filter(|t| may_see_refresh_token(caller, t)) else {
         return Ok(json!({ "active": false }));
     };
     let client: Option<Client> = store::get(app.store.as_ref(), &token.client_id).await?;
     let delegation: Option<Delegation> = store::get(app.store.as_ref(), &token.delegation_id).await?;
-    if !queries::refresh_token_active(&token, client.as_ref(), delegation.as_ref(), now()) {
+    if !queries::refresh_token_active(&token, client.as_ref(), delegation.as_ref(), now) {
         return Ok(json!({ "active": false }));
     }
     let mut answer = json!({

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::csrf;
 use super::rate_limit;
-use crate::app::{App, AppRef, now};
+use crate::app::{App, AppRef};
 use crate::pages;
 use crate::sessions::{self, ACR_PASSWORD, ACR_TOTP};
 use crate::store::StoreError;
@@ -303,6 +303,7 @@ struct LoginFormData {
     return_to: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)] // what the form shows, and the request's instant
 async fn login_page(
     app: &App,
     headers: &HeaderMap,
@@ -311,8 +312,9 @@ async fn login_page(
     username: &str,
     error: Option<&str>,
     reauthenticate: bool,
+    now: UnixSeconds,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers).await {
+    let (token, set) = match csrf::token(app, headers, now).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -331,8 +333,9 @@ async fn login_page(
 async fn login_form(State(app): State<AppRef>, Query(q): Query<LoginQuery>, headers: HeaderMap) -> Response {
     let return_to = sanitize_return_to(q.return_to.as_deref());
     let reauthenticate = q.prompt.as_deref() == Some("login");
+    let now = app.now();
     if !reauthenticate {
-        match sessions::current(&app, &headers, now()).await {
+        match sessions::current(&app, &headers, now).await {
             Ok(Some(_)) => return see_other(&return_to),
             Ok(None) => {}
             Err(e) => return internal(e),
@@ -346,6 +349,7 @@ async fn login_form(State(app): State<AppRef>, Query(q): Query<LoginQuery>, head
         "",
         None,
         reauthenticate,
+        now,
     )
     .await
 }
@@ -357,11 +361,11 @@ async fn login_submit(
     headers: HeaderMap,
     Form(f): Form<LoginFormData>,
 ) -> Response {
-    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
+    let now = app.now();
+    if !csrf::check(&app, &headers, f.csrf.as_deref(), now).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
-    let now = now();
     let Some(attempt) = Attempt::reserve(&app, &f.username, peer_of(peer), now) else {
         return too_many(&app);
     };
@@ -375,7 +379,7 @@ async fn login_submit(
     let (username, password) = (f.username.clone(), f.password.clone());
     let checked = tokio::spawn(async move {
         let _permit = permit;
-        users::authenticate(store.as_ref(), &username, &password).await
+        users::authenticate(store.as_ref(), &username, &password, now).await
     })
     .await;
     let user = match checked {
@@ -391,6 +395,7 @@ async fn login_submit(
                 &shown,
                 Some(INCORRECT),
                 false,
+                now,
             )
             .await;
         }
@@ -493,8 +498,9 @@ async fn totp_page(
     step: &Step,
     return_to: &str,
     error: Option<&str>,
+    now: UnixSeconds,
 ) -> Response {
-    let (token, set) = match csrf::token(app, headers).await {
+    let (token, set) = match csrf::token(app, headers, now).await {
         Ok(t) => t,
         Err(e) => return internal(e),
     };
@@ -511,7 +517,7 @@ async fn totp_page(
 /// `GET /login/totp`.
 async fn totp_form(State(app): State<AppRef>, Query(q): Query<TotpQuery>, headers: HeaderMap) -> Response {
     let return_to = sanitize_return_to(q.return_to.as_deref());
-    let now = now();
+    let now = app.now();
     let step = match step_of(&app, &headers, now).await {
         Ok(Some(step)) => step,
         Ok(None) => return to_login(&return_to),
@@ -525,7 +531,7 @@ async fn totp_form(State(app): State<AppRef>, Query(q): Query<TotpQuery>, header
             Err(e) => return internal(e),
         }
     }
-    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None).await
+    totp_page(&app, &headers, StatusCode::OK, &step, &return_to, None, now).await
 }
 
 /// `POST /login/totp`.
@@ -535,11 +541,11 @@ async fn totp_submit(
     headers: HeaderMap,
     Form(f): Form<TotpFormData>,
 ) -> Response {
-    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
+    let now = app.now();
+    if !csrf::check(&app, &headers, f.csrf.as_deref(), now).await {
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
-    let now = now();
     match totp_step(&app, &headers, peer_of(peer), &f.code, &return_to, now).await {
         Ok(r) => r,
         Err(e) => internal(e),
@@ -593,6 +599,7 @@ async fn totp_step(
                 &step,
                 return_to,
                 Some(WRONG_CODE),
+                now,
             )
             .await);
         }
@@ -636,7 +643,7 @@ struct LogoutForm {
 
 /// `POST /logout`: ends the session, back to the sign-in form.
 async fn logout(State(app): State<AppRef>, headers: HeaderMap, Form(f): Form<LogoutForm>) -> Response {
-    if !csrf::check(&app, &headers, f.csrf.as_deref()).await {
+    if !csrf::check(&app, &headers, f.csrf.as_deref(), app.now()).await {
         return csrf_refused();
     }
     match sessions::end(&app, &headers).await {

@@ -10,7 +10,7 @@ use projections::refresh_tokens::{RefreshStatus, RefreshToken};
 
 use super::client_auth::authenticate;
 use crate::access_tokens;
-use crate::app::{App, AppRef, now};
+use crate::app::{App, AppRef};
 use crate::delegations;
 use crate::grants::refresh;
 use crate::oauth::OAuthError;
@@ -27,9 +27,9 @@ pub async fn revoke(
     headers: HeaderMap,
     form: Form,
 ) -> Result<StatusCode, OAuthError> {
-    let client = authenticate(&app, &headers, &form, &app.endpoints.revoke).await?;
+    let now = app.now();
+    let client = authenticate(&app, &headers, &form, &app.endpoints.revoke, now).await?;
     let token = form.require("token")?;
-    let now = now();
     let Some(found) = access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now).await? else {
         revoke_refresh_token(&app, &client, token, now).await?;
         return Ok(StatusCode::OK);

@@ -18,8 +18,9 @@ pub async fn token(
     form: Form,
 ) -> Result<Response, OAuthError> {
     let grant = GrantType::parse(form.require("grant_type")?)?;
-    let client = authenticate(&app, &headers, &form, &app.endpoints.token).await?;
-    let body = grants::dispatch(&app, grant, &client, &form).await?;
+    let now = app.now();
+    let client = authenticate(&app, &headers, &form, &app.endpoints.token, now).await?;
+    let body = grants::dispatch(&app, grant, &client, &form, now).await?;
     let mut response = Json(body).into_response();
     response
         .headers_mut()

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use projections::users::User;
 
 use crate::access_tokens;
-use crate::app::{AppRef, now};
+use crate::app::AppRef;
 use crate::oidc::{OPENID, user_claims};
 
 /// An RFC 6750 error: the status and a `WWW-Authenticate: Bearer` challenge naming it.
@@ -48,7 +48,7 @@ pub async fn userinfo(State(app): State<AppRef>, headers: HeaderMap) -> Response
             "the access token is not active",
         )
     };
-    let found = match access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now()).await {
+    let found = match access_tokens::find(app.store.as_ref(), &app.config.issuer, token, app.now()).await {
         Ok(Some(f)) if f.active => f,
         Ok(_) => return invalid(),
         Err(e) => return crate::oauth::OAuthError::from(e).into_response(),

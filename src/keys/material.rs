@@ -1,7 +1,6 @@
 //! One key pair in memory: its PKCS#8 bytes, the JWT encoding key and the public JWK.
 
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as sig, KeyPair as _};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -33,7 +32,7 @@ impl std::fmt::Debug for KeyMaterial {
 impl KeyMaterial {
     /// Generates a fresh key pair for `alg` with a random `kid`.
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
-        let rng = SystemRandom::new();
+        let rng = crate::ids::rng();
         let pkcs8 = match alg {
             Algorithm::ES256 => {
                 sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
@@ -52,7 +51,7 @@ impl KeyMaterial {
                 der.as_ref().to_vec()
             }
         };
-        Self::from_pkcs8(uuid::Uuid::new_v4().simple().to_string(), alg, pkcs8)
+        Self::from_pkcs8(crate::ids::id(), alg, pkcs8)
     }
 
     /// Rebuilds a key from its PKCS#8 bytes.

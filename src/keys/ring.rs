@@ -1,7 +1,7 @@
 //! Which key signs now, kept in step with the ledger across processes.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use projections::event::{SigningKeyActivated, SigningKeyAdded, SigningKeyRetired, UnixSeconds, V1};
 use projections::keys::{KeyStatus, SigningKey};
@@ -16,6 +16,11 @@ pub const KEYS_STREAM: &str = "signing-keys";
 /// How long a process keeps signing with the key it last saw before asking the ledger again.
 pub const CURRENT_KEY_CACHE: Duration = Duration::from_secs(10);
 
+/// Whether a key cached at `at` may still be used at `now` (a clock set back makes it stale).
+fn fresh(at: UnixSeconds, now: UnixSeconds) -> bool {
+    (0..CURRENT_KEY_CACHE.as_secs() as i64).contains(&(now - at))
+}
+
 /// The signing keys as this process uses them: one current key per algorithm in use. Access tokens are
 /// signed with the configured algorithm's key; ID tokens with the key of the algorithm their client
 /// registered (RS256 unless it asked for another), generated and recorded the first time it is needed.
@@ -25,7 +30,8 @@ pub struct KeyRing {
     /// Longest lifetime of any token signed; a retired key stays published this long (plus the cache).
     token_lifetime_max: i64,
     /// The current key of each algorithm this process signed with, and when it was read from the ledger.
-    current: RwLock<Vec<(Arc<KeyMaterial>, Instant)>>,
+    /// Each cached key with the second (from the server's clock) it was read at.
+    current: RwLock<Vec<(Arc<KeyMaterial>, UnixSeconds)>>,
 }
 
 /// The current key of `alg` among `keys`: the most recently activated one.
@@ -88,7 +94,7 @@ impl KeyRing {
         alg: Algorithm,
         now: UnixSeconds,
     ) -> Result<Arc<KeyMaterial>, KeyError> {
-        if let Some(key) = self.cached(|k, at| k.alg == alg && at.elapsed() < CURRENT_KEY_CACHE) {
+        if let Some(key) = self.cached(|k, at| k.alg == alg && fresh(*at, now)) {
             return Ok(key);
         }
         let keys = Self::all(store).await?;
@@ -101,12 +107,12 @@ impl KeyRing {
         };
         if let Ok(mut guard) = self.current.write() {
             guard.retain(|(k, _)| k.alg != alg);
-            guard.push((key.clone(), Instant::now()));
+            guard.push((key.clone(), now));
         }
         Ok(key)
     }
 
-    fn cached(&self, fits: impl Fn(&KeyMaterial, &Instant) -> bool) -> Option<Arc<KeyMaterial>> {
+    fn cached(&self, fits: impl Fn(&KeyMaterial, &UnixSeconds) -> bool) -> Option<Arc<KeyMaterial>> {
         let guard = self.current.read().ok()?;
         guard.iter().find(|(k, at)| fits(k, at)).map(|(k, _)| k.clone())
     }

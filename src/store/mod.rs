@@ -19,6 +19,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_core::Stream;
 use projections::{Event, Metadata, Projection, RecordedEvent};
+
+use crate::clock::ClockRef;
 use serde::{Deserialize, Serialize};
 
 pub use postgres::PostgresStore;
@@ -369,6 +371,9 @@ pub trait EventStore: OffLedger {
     /// Appends all of `request` or none of it. Returns once the events are durable.
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
 
+    /// The clock appends are stamped with; the server reads the same one.
+    fn clock(&self) -> crate::clock::ClockRef;
+
     /// Up to `limit` events from `position` on (inclusive), in position order.
     async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
@@ -468,14 +473,21 @@ pub async fn find<P: Projection>(
 ///
 /// `sqlite:` URLs and plain paths open SQLite; `postgres://` and `postgresql://` open PostgreSQL.
 pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    open_with_clock(url, crate::clock::system()).await
+}
+
+/// [`open`], with appends stamped from `clock` (a test's manual clock).
+pub async fn open_with_clock(url: &str, clock: ClockRef) -> Result<Arc<dyn EventStore>, StoreError> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url).await?)),
-        Some("sqlite") => Ok(Arc::new(SqliteStore::open(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url, clock).await?)),
+        Some("sqlite") => Ok(Arc::new(SqliteStore::open(url, clock).await?)),
         Some(other) => Err(StoreError::NotALedger(format!(
             "unknown database scheme {other:?}: use sqlite://PATH or postgres://…"
         ))),
-        None if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open(url).await?)),
-        None => Ok(Arc::new(SqliteStore::open(&format!("sqlite://{url}")).await?)),
+        None if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open(url, clock).await?)),
+        None => Ok(Arc::new(
+            SqliteStore::open(&format!("sqlite://{url}"), clock).await?,
+        )),
     }
 }
 

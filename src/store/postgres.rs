@@ -18,6 +18,7 @@ use super::migrations::{self, Dialect};
 use super::sql::{SqlStore, head_of};
 use super::writer::{Backend, LedgerTx, Writer};
 use super::{AppendResult, Head, StoreError, StoredEvent, position, table_name};
+use crate::clock::ClockRef;
 
 /// The ledger in a PostgreSQL database.
 pub type PostgresStore = SqlStore<Postgres>;
@@ -174,7 +175,7 @@ impl Backend for PgBackend {
 
 impl SqlStore<Postgres> {
     /// Connects to and migrates the PostgreSQL ledger at `url`.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, clock: ClockRef) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::NotALedger(format!("not a PostgreSQL URL: {e}")))?
             // The log grows fast from empty: a generic plan cached while a table was tiny would keep
@@ -188,11 +189,12 @@ impl SqlStore<Postgres> {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {e}")))?;
         migrations::migrator(Dialect::Postgres).run(&pool).await?;
-        let writer = Writer::spawn(Arc::new(PgBackend { pool: pool.clone() }));
+        let writer = Writer::spawn(Arc::new(PgBackend { pool: pool.clone() }), clock.clone());
         Ok(SqlStore {
             pool,
             writer,
             rows: None,
+            clock,
         })
     }
 }

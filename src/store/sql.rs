@@ -23,6 +23,8 @@ pub struct SqlStore<DB: Database> {
     pub(super) writer: Writer,
     /// Point reads coalesced into one statement per table (SQLite); `None` reads each row alone.
     pub(super) rows: Option<RowReader>,
+    /// The clock the writer stamps `recorded_at` from, shared with the server.
+    pub(super) clock: crate::clock::ClockRef,
 }
 
 const HEAD: &str = "SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1";
@@ -76,6 +78,10 @@ where
 {
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
         self.writer.append(request).await
+    }
+
+    fn clock(&self) -> crate::clock::ClockRef {
+        self.clock.clone()
     }
 
     async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

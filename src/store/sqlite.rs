@@ -20,6 +20,7 @@ use super::row_reader::RowReader;
 use super::sql::{SqlStore, head_of};
 use super::writer::{Backend, LedgerTx, Writer};
 use super::{AppendResult, Head, StoreError, StoredEvent, json_list, position, table_name};
+use crate::clock::ClockRef;
 
 /// The ledger in a SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -196,7 +197,7 @@ impl Backend for SqliteBackend {
 
 impl SqlStore<Sqlite> {
     /// Opens (creating if needed) and migrates the SQLite ledger at `url` (`sqlite://PATH`).
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, clock: ClockRef) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::NotALedger(format!("{url} is not a SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -235,12 +236,13 @@ impl SqlStore<Sqlite> {
             )));
         }
         migrations::migrator(Dialect::Sqlite).run(&pool).await?;
-        let writer = Writer::spawn(Arc::new(SqliteBackend { pool: pool.clone() }));
+        let writer = Writer::spawn(Arc::new(SqliteBackend { pool: pool.clone() }), clock.clone());
         let rows = RowReader::spawn(pool.clone());
         Ok(SqlStore {
             pool,
             writer,
             rows: Some(rows),
+            clock,
         })
     }
 }

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use projections::{LedgerState, RowWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::batch;
 use super::{AppendError, AppendRequest, AppendResult, BATCH_EVENTS_MAX, Head, StoreError, StoredEvent};
+use crate::clock::ClockRef;
 
 /// Appends that may wait for the writer before callers are slowed down.
 const QUEUE_MAX: usize = 4_096;
@@ -132,21 +132,21 @@ pub(crate) struct Writer {
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The writer's clock in microseconds; a clock before 1970 or past 2262 fails the batch rather than
-/// recording a made-up time in the chain.
-fn now_micros() -> Result<i64, StoreError> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_micros()).ok())
-        .ok_or_else(|| {
-            StoreError::CommitFailed("the system clock is outside the range a ledger records".into())
-        })
+/// The batch's `recorded_at` in microseconds, read once per batch; a clock before 1970 fails the batch
+/// rather than recording a made-up time in the chain.
+fn now_micros(clock: &ClockRef) -> Result<i64, StoreError> {
+    let now = clock.now_micros();
+    if now < 0 {
+        return Err(StoreError::CommitFailed(
+            "the clock is outside the range a ledger records".into(),
+        ));
+    }
+    Ok(now)
 }
 
 impl Writer {
-    /// Starts the writer task for `backend`.
-    pub(crate) fn spawn<B: Backend>(backend: Arc<B>) -> Self {
+    /// Starts the writer task for `backend`, stamping each batch from `clock`.
+    pub(crate) fn spawn<B: Backend>(backend: Arc<B>, clock: ClockRef) -> Self {
         let (tx, mut rx) = mpsc::channel::<(AppendRequest, Reply)>(QUEUE_MAX);
         let task = tokio::spawn(async move {
             let mut jobs: Vec<(AppendRequest, Reply)> = Vec::new();
@@ -171,7 +171,7 @@ impl Writer {
                     }
                 }
                 let (requests, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-                let committed = match now_micros() {
+                let committed = match now_micros(&clock) {
                     Ok(now) => commit_batch(backend.as_ref(), &requests, now).await,
                     Err(e) => Err(e),
                 };

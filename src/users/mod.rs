@@ -99,7 +99,7 @@ pub fn register(
         vec![Event::UserRegistered(UserRegistered {
             v: V1,
             username: username.to_owned(),
-            subject: uuid::Uuid::new_v4().simple().to_string(),
+            subject: crate::ids::id(),
             attributes,
             at: now,
         })],
@@ -233,10 +233,11 @@ pub async fn verify_password(
     store: &dyn EventStore,
     user: &User,
     password: &str,
+    now: UnixSeconds,
 ) -> Result<bool, StoreError> {
     let phc = if user.has_password {
         store
-            .off_ledger_get(PASSWORD_NAMESPACE, &user.username, crate::app::now())
+            .off_ledger_get(PASSWORD_NAMESPACE, &user.username, now)
             .await?
     } else {
         None
@@ -250,6 +251,7 @@ pub async fn authenticate(
     store: &dyn EventStore,
     username: &str,
     password: &str,
+    now: UnixSeconds,
 ) -> Result<Option<User>, StoreError> {
     let user = if validate_username(username).is_ok() {
         get(store, username).await?
@@ -260,16 +262,13 @@ pub async fn authenticate(
         password::verify_blocking(None, password.to_owned()).await;
         return Ok(None);
     };
-    let ok = verify_password(store, &user, password).await?;
+    let ok = verify_password(store, &user, password, now).await?;
     Ok((ok && user.is_enabled()).then_some(user))
 }
 
 fn random_secret() -> Result<Vec<u8>, UserError> {
-    use aws_lc_rs::rand::SecureRandom;
     let mut secret = vec![0u8; totp::SECRET_BYTES];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut secret)
-        .map_err(|_| UserError::Random)?;
+    crate::ids::fill(&mut secret).map_err(|_| UserError::Random)?;
     Ok(secret)
 }
 

@@ -21,11 +21,7 @@ pub struct Pkce {
 }
 
 pub fn pkce() -> Pkce {
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let verifier = format!("{}{}", consent_ledger::ids::id(), consent_ledger::ids::id());
     let challenge =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     Pkce { verifier, challenge }

@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use consent_ledger::clock::Clock;
+
+use consent_ledger::clock::ManualClock;
 use consent_ledger::store::{self, EventStore};
 use sqlx::Connection;
 
@@ -42,7 +45,7 @@ impl TestDb {
             eprintln!("skipped: set {POSTGRES_ENV} to run the PostgreSQL variant");
             return None;
         };
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let schema = format!("t_{}", consent_ledger::ids::id());
         let mut conn = sqlx::PgConnection::connect(&base)
             .await
             .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={base} is unreachable: {e}"));
@@ -60,6 +63,11 @@ impl TestDb {
 
     pub async fn open(&self) -> Arc<dyn EventStore> {
         store::open(&self.url).await.unwrap()
+    }
+
+    /// The store, stamping appends from `clock` (a server's manual clock).
+    pub async fn open_with_clock(&self, clock: &ManualClock) -> Arc<dyn EventStore> {
+        store::open_with_clock(&self.url, clock.handle()).await.unwrap()
     }
 
     /// Runs raw SQL against the database, as an attacker with database access would.
@@ -106,6 +114,9 @@ macro_rules! on_both_stores {
 pub struct TestServer {
     pub base: String,
     pub app: consent_ledger::app::AppRef,
+    /// The server's clock (and its store's): stopped at the second the server started, moved only by
+    /// the test ([`TestServer::advance`]).
+    pub clock: ManualClock,
     pub http: reqwest::Client,
     _keys: tempfile::TempDir,
 }
@@ -146,8 +157,9 @@ impl TestServer {
         config.issuer = base.clone();
         config.key_dir = keys.path().to_owned();
         config.validate("test.toml").unwrap();
-        let store = db.open().await;
-        let now = consent_ledger::app::now();
+        let clock = ManualClock::starting_now();
+        let store = db.open_with_clock(&clock).await;
+        let now = clock.now();
         for c in &config.clients {
             let existing = store::get(store.as_ref(), &c.client_id).await.unwrap();
             if let Some(r) = consent_ledger::clients::bootstrap(existing.as_ref(), c, now).unwrap() {
@@ -165,9 +177,20 @@ impl TestServer {
         TestServer {
             base,
             app,
+            clock,
             http: reqwest::Client::new(),
             _keys: keys,
         }
+    }
+
+    /// The server's current second.
+    pub fn now(&self) -> i64 {
+        self.app.now()
+    }
+
+    /// Lets `seconds` pass on the server's clock (and its store's).
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(seconds);
     }
 
     /// Registers a client through the admin API; returns its secret (if one was generated).

@@ -94,7 +94,7 @@ pub fn location(headers: &HeaderMap) -> String {
 /// Registers `username` with `password` and `attributes` (a JSON object) through the users module.
 pub async fn add_user(s: &TestServer, username: &str, password: &str, attributes: serde_json::Value) -> User {
     let store = s.app.store.as_ref();
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     users::add(store, username, attributes, now).await.unwrap();
     users::set_password(store, username, password, now).await.unwrap();
     users::get(store, username).await.unwrap().unwrap()
@@ -102,7 +102,7 @@ pub async fn add_user(s: &TestServer, username: &str, password: &str, attributes
 
 /// Enrolls TOTP for `username`; returns the secret's bytes (codes: `totp::code_at(&secret, now)`).
 pub async fn enroll_totp(s: &TestServer, username: &str) -> Vec<u8> {
-    users::enroll_totp(s.app.store.as_ref(), username, consent_ledger::app::now())
+    users::enroll_totp(s.app.store.as_ref(), username, s.app.now())
         .await
         .unwrap()
 }
@@ -167,7 +167,7 @@ pub async fn login_with_totp(s: &TestServer, username: &str, password: &str, sec
     assert_eq!(status, 303, "sign-in of {username}: {}", r.text().await.unwrap());
     assert!(location(&headers).starts_with("/login/totp?"), "{headers:?}");
     let http = no_redirect_client();
-    let now = consent_ledger::app::now();
+    let now = s.app.now();
     for at in [now, now + totp::STEP_SECONDS] {
         let csrf = csrf_token(s, &jar.header()).await;
         let code = totp::code_at(secret, at);
