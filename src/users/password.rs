@@ -1,5 +1,5 @@
-//! Password hashing: Argon2id with the argon2 crate's defaults (m = 19 MiB, t = 2, p = 1), stored as a PHC
-//! string. Both hashing and verifying are CPU-bound for tens of milliseconds, so callers on the runtime
+//! Password hashing: Argon2id with explicit parameters (m = 19 MiB, t = 2, p = 1, as OWASP recommends),
+//! stored as a PHC string, which carries its own parameters: a hash made with others still verifies. Both hashing and verifying are CPU-bound for tens of milliseconds, so callers on the runtime
 //! use the `_blocking` wrappers, which run them on the blocking pool. Each verification holds 19 MiB
 //! for its duration, so the sign-in form passes through a [`VerifyGate`] that bounds how many run at once.
 
@@ -9,14 +9,30 @@ use std::time::Duration;
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use aws_lc_rs::rand::SecureRandom;
 
 /// Fewest characters a password may have.
 pub const PASSWORD_CHARS_MIN: usize = 8;
 /// Most bytes a password may have (the form body limit is larger; hashing a megabyte is pointless).
 pub const PASSWORD_BYTES_MAX: usize = 1024;
 
-/// An Argon2id hash (default parameters) of a random password nobody knows: verified against when the
+/// Argon2 memory cost in KiB: 19 MiB.
+pub const MEMORY_KIB: u32 = 19 * 1024;
+/// Argon2 passes over the memory.
+pub const ITERATIONS: u32 = 2;
+/// Argon2 lanes (parallelism).
+pub const LANES: u32 = 1;
+/// Bytes of hash output.
+const OUTPUT_BYTES: usize = 32;
+
+/// The hasher new passwords are hashed with: Argon2id, version 0x13, the parameters above, spelled out
+/// so a change of the crate's defaults cannot change the cost silently.
+fn hasher() -> Result<Argon2<'static>, PasswordError> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, Some(OUTPUT_BYTES))
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// An Argon2id hash (the parameters above) of a random password nobody knows: verified against when the
 /// user is unknown or has no password, so the answer takes as long as for a real user.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2lnbi1pbi1kdW1teS1zYWx0$0q7Tu3Xvv3rjkS7j8sL0V3w3N9o0xNzq1mB0n9m5uQ4";
@@ -49,11 +65,9 @@ pub fn check_strength(password: &str) -> Result<(), PasswordError> {
 pub fn hash(password: &str) -> Result<String, PasswordError> {
     check_strength(password)?;
     let mut salt = [0u8; 16];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| PasswordError::Random)?;
+    crate::ids::fill(&mut salt).map_err(|_| PasswordError::Random)?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| PasswordError::Hash(e.to_string()))?;
-    Argon2::default()
+    hasher()?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| PasswordError::Hash(e.to_string()))
@@ -212,7 +226,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_are_argon2id_with_default_parameters_and_verify() {
+    fn hashes_are_argon2id_with_the_parameters_the_readme_promises_and_verify() {
         let phc = hash("correct horse").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(verify(Some(&phc), "correct horse"));
