@@ -374,7 +374,39 @@ async fn upgrading_a_ledger_keeps_every_stream_version(db: TestDb) {
     store.close().await;
 }
 
+/// `recorded_at` is the store's clock (the one the server shares), never a clock of its own; a clock set
+/// back does not make the chain's times go backwards.
+async fn recorded_at_comes_from_the_clock_the_store_was_opened_with(db: TestDb) {
+    let clock = consent_ledger::clock::ManualClock::at(1_700_000_000);
+    let store = db.open_with_clock(&clock).await;
+    let recorded = |from: u64| {
+        let store = store.clone();
+        async move { store.read_from(from, 1).await.unwrap()[0].recorded_at }
+    };
+    store
+        .append(one("token-a", ExpectedVersion::Any, issued("a")))
+        .await
+        .unwrap();
+    assert_eq!(recorded(1).await, 1_700_000_000_000_000);
+    clock.advance(5);
+    clock.advance_micros(250_000);
+    store
+        .append(one("token-b", ExpectedVersion::Any, issued("b")))
+        .await
+        .unwrap();
+    assert_eq!(recorded(2).await, 1_700_000_005_250_000);
+    clock.advance(-100);
+    store
+        .append(one("token-c", ExpectedVersion::Any, issued("c")))
+        .await
+        .unwrap();
+    assert_eq!(recorded(3).await, 1_700_000_005_250_000);
+    assert_intact(store.as_ref(), 3).await;
+    store.close().await;
+}
+
 on_both_stores!(
+    recorded_at_comes_from_the_clock_the_store_was_opened_with,
     upgrading_a_ledger_keeps_every_stream_version,
     many_concurrent_reads_of_rows_each_get_their_own_answer,
     appends_are_read_back_in_order_with_their_projections,
