@@ -447,8 +447,7 @@ async fn issue_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::policy::authorizers::testing::{NOW, client};
+    use crate::policy::authorizers::testing::{self, NOW, client};
     use projections::delegations::Revocation;
     use projections::event::{AuthContext, GrantedScope};
 
@@ -467,8 +466,7 @@ mod tests {
             name = "old"
             authorizers = ["never"]
         "#;
-        let config = Config::parse("policy.toml", toml).unwrap();
-        Policy::from_config(&config).unwrap()
+        testing::policy(toml)
     }
 
     fn app_client(grace: u32) -> Client {
