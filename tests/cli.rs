@@ -50,6 +50,12 @@ fn an_invalid_config_is_refused_with_the_file_the_key_and_the_problem() {
 async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key() {
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
+    // `clients add` refuses scopes the configuration does not declare (see below).
+    std::fs::write(
+        dir.path().join("consent-ledger.toml"),
+        "[[scopes]]\nname = \"read\"\n",
+    )
+    .unwrap();
     let (ok, out, err) = run(
         dir.path(),
         &[

@@ -26,7 +26,7 @@ const ATTEMPTS: usize = 3;
 
 /// The stream a refresh token's events go to; its version is the rotation check.
 pub fn stream(token_hash: &str) -> String {
-    format!("refresh-{token_hash}")
+    projections::event::streams::refresh_token(token_hash)
 }
 
 /// SHA-256 (hex) of a refresh token's value: all the ledger ever holds of it.
