@@ -209,11 +209,7 @@ async fn concurrent_appends_with_the_same_expected_version_have_one_winner(db: T
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append(one(
-                        "token-x",
-                        ExpectedVersion::Exact(1),
-                        revoked("x"),
-                    ))
+                    .append(one("token-x", ExpectedVersion::Exact(1), revoked("x")))
                     .await
             })
         })
