@@ -12,7 +12,7 @@ use crate::store::{AppendRequest, ExpectedVersion};
 
 /// The stream of one client's events.
 pub fn stream(client_id: &str) -> String {
-    format!("client-{client_id}")
+    projections::event::streams::client(client_id)
 }
 
 /// A fresh 256-bit secret, base64url: shown once, stored only as its SHA-256.
