@@ -125,8 +125,11 @@ impl App {
             policy: policy.document.clone(),
             at: now,
         });
-        let mut request =
-            crate::store::AppendRequest::to_stream("policy", crate::store::ExpectedVersion::Any, vec![event]);
+        let mut request = crate::store::AppendRequest::to_stream(
+            projections::event::streams::POLICY,
+            crate::store::ExpectedVersion::Any,
+            vec![event],
+        );
         request.idempotency_key = Some(format!("policy-{}", policy.version));
         self.store.append(request).await?;
         Ok(())

@@ -604,7 +604,7 @@ async fn append(
             let mut latencies = Vec::with_capacity(share as usize);
             for i in 0..share {
                 let jti = format!("{run}-{t}-{i}");
-                let stream = format!("token-{jti}");
+                let stream = projections::event::streams::token(&jti);
                 let request = AppendRequest::to_stream(
                     &stream,
                     ExpectedVersion::NoStream,

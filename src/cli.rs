@@ -228,6 +228,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
             let audience: ClientAudience = serde_json::from_value(serde_json::json!(audience))
                 .map_err(|_| CliError::Usage("--audience is machine or human".into()))?;
+            let policy = crate::issuance::Policy::from_config(&config)
+                .map_err(|(key, problem)| CliError::Usage(format!("{key}: {problem}")))?;
+            let undeclared = policy.undeclared_scopes(&scopes);
+            if !undeclared.is_empty() {
+                return Err(CliError::Usage(crate::issuance::undeclared_message(&undeclared)));
+            }
             let secret = if auth_method.starts_with("client_secret") {
                 Some(crate::ids::secret().map_err(|_| CliError::Usage("no randomness".into()))?)
             } else {

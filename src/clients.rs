@@ -10,7 +10,7 @@ use crate::store::{AppendRequest, ExpectedVersion};
 
 /// The stream of one client's events.
 pub fn stream(client_id: &str) -> String {
-    format!("client-{client_id}")
+    projections::event::streams::client(client_id)
 }
 
 /// Why a registration is refused.

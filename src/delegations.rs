@@ -1,26 +1,30 @@
 //! The events that begin and end a delegation, whichever grant or page causes them.
 
 use projections::Event;
-use projections::event::{AuthContext, DelegationCreated, DelegationRevoked, GrantedScope, UnixSeconds, V1};
+use projections::event::{
+    AuthContext, DelegationCreated, DelegationRevoked, GrantedScope, RevocationReason, UnixSeconds, V1,
+};
 use serde_json::Value;
 
 use crate::store::{AppendRequest, ExpectedVersion};
 
 /// Why a delegation ended, as `DelegationRevoked.reason` records it.
 pub mod reason {
+    use projections::event::RevocationReason;
+
     /// A code was redeemed a second time.
-    pub const CODE_REPLAY: &str = "code_replay";
+    pub const CODE_REPLAY: RevocationReason = RevocationReason::CodeReplay;
     /// A rotated refresh token was presented again, past any grace window.
-    pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
+    pub const REFRESH_TOKEN_REUSE: RevocationReason = RevocationReason::RefreshTokenReuse;
     /// The client revoked its refresh token (RFC 7009).
-    pub const REFRESH_TOKEN_REVOKED: &str = "refresh_token_revoked";
+    pub const REFRESH_TOKEN_REVOKED: RevocationReason = RevocationReason::RefreshTokenRevoked;
     /// The user revoked it on `/account`.
-    pub const REVOKED_BY_USER: &str = "revoked_by_user";
+    pub const REVOKED_BY_USER: RevocationReason = RevocationReason::RevokedByUser;
 }
 
 /// The stream of a delegation's own events.
 pub fn stream(delegation_id: &str) -> String {
-    format!("delegation-{delegation_id}")
+    projections::event::streams::delegation(delegation_id)
 }
 
 /// What a new delegation holds and how it came to be.
@@ -60,7 +64,7 @@ pub fn create(c: Creation<'_>) -> (String, AppendRequest) {
 /// The append that ends `delegation_id` for `reason`; `expected` lets concurrent enders record it once.
 pub fn revoke(
     delegation_id: &str,
-    reason: &str,
+    reason: RevocationReason,
     expected: ExpectedVersion,
     now: UnixSeconds,
 ) -> AppendRequest {
@@ -70,7 +74,7 @@ pub fn revoke(
         vec![Event::DelegationRevoked(DelegationRevoked {
             v: V1,
             delegation_id: delegation_id.to_owned(),
-            reason: reason.to_owned(),
+            reason,
             at: now,
         })],
     )

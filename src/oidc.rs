@@ -152,7 +152,11 @@ pub async fn id_token(app: &App, f: IdTokenFor<'_>) -> Result<(String, AppendReq
     });
     Ok((
         jwt,
-        AppendRequest::to_stream(format!("token-{jti}"), ExpectedVersion::NoStream, vec![event]),
+        AppendRequest::to_stream(
+            projections::event::streams::token(&jti),
+            ExpectedVersion::NoStream,
+            vec![event],
+        ),
     ))
 }
 

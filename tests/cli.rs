@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use common::TestDb;
 use consent_ledger::store;
@@ -50,6 +50,12 @@ fn an_invalid_config_is_refused_with_the_file_the_key_and_the_problem() {
 async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key() {
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
+    // `clients add` refuses scopes the configuration does not declare (see below).
+    std::fs::write(
+        dir.path().join("consent-ledger.toml"),
+        "[[scopes]]\nname = \"read\"\n",
+    )
+    .unwrap();
     let (ok, out, err) = run(
         dir.path(),
         &[
@@ -115,4 +121,133 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
         );
     }
     store.close().await;
+}
+
+/// Kills the server it holds when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's quick start, step by step, in a fresh directory: serve with the example configuration,
+/// register a client with the scope it declares, and get a token for it. Only the port differs.
+#[tokio::test]
+async fn the_readme_quick_start_ends_in_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.toml"),
+        dir.path().join("examples/quickstart.toml"),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for step in [
+        "-- --config examples/quickstart.toml serve",
+        "-- --config examples/quickstart.toml clients add --id demo --name Demo --scope messages:read",
+        "-u \"demo:$SECRET\" -d grant_type=client_credentials -d scope=messages:read http://127.0.0.1:8080/token",
+    ] {
+        assert!(
+            readme.contains(step),
+            "the README no longer says {step:?}; keep this test in step"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
+            .current_dir(dir.path())
+            .args(["--config", "examples/quickstart.toml", "serve", "--bind", &bind])
+            .env_remove("DATABASE_URL")
+            .env_remove("ISSUER")
+            .env_remove("BIND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://{bind}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server did not become ready");
+
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "--config",
+            "examples/quickstart.toml",
+            "clients",
+            "add",
+            "--id",
+            "demo",
+            "--name",
+            "Demo",
+            "--scope",
+            "messages:read",
+        ],
+    );
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    let response = http
+        .post(format!("{base}/token"))
+        .basic_auth("demo", Some(&secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "messages:read")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "messages:read");
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+}
+
+/// Registering a client with a scope no configuration declares used to succeed silently; every token
+/// request for it then failed with `invalid_scope`.
+#[test]
+fn clients_add_refuses_a_scope_the_configuration_does_not_declare() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("consent-ledger.toml"),
+        "[[scopes]]\nname = \"messages:read\"\n[[scopes]]\nname = \"account.{id}.read\"\n",
+    )
+    .unwrap();
+    let add = |id: &str, scopes: &[&str]| {
+        let mut args = vec!["--database", &db.url, "clients", "add", "--id", id, "--name", "X"];
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        run(dir.path(), &args)
+    };
+    let (ok, _, err) = add("a", &["messages:read", "messages:write"]);
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "error: scope \"messages:write\" is not defined under [[scopes]], so it could never be granted; \
+         declare it in the configuration first (see docs/configuration.md)"
+    );
+    // A template, or a value a template matches, is declared.
+    let (ok, _, err) = add("b", &["messages:read", "account.{id}.read", "account.42.read"]);
+    assert!(ok, "{err}");
 }

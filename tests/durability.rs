@@ -95,12 +95,12 @@ async fn two_postgres_nodes_appending_at_once_keep_one_gap_free_chain() {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..40 {
-                    let stream = format!("consent-{node}-{t}-{i}");
+                    let event = revoke(&format!("{node}-{t}-{i}"));
                     store
                         .append(AppendRequest::to_stream(
-                            &stream,
+                            event.stream_id(),
                             ExpectedVersion::NoStream,
-                            vec![revoke(&stream)],
+                            vec![event],
                         ))
                         .await
                         .unwrap();
@@ -110,7 +110,7 @@ async fn two_postgres_nodes_appending_at_once_keep_one_gap_free_chain() {
                     .append(AppendRequest::to_stream(
                         "consent-shared",
                         ExpectedVersion::Exact(t),
-                        vec![revoke("s")],
+                        vec![revoke("shared")],
                     ))
                     .await
                     .is_ok()

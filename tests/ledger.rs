@@ -9,7 +9,7 @@ use common::{TestDb, issued};
 use consent_ledger::audit::{replay, verify};
 use consent_ledger::store::{self, AppendError, AppendRequest, ExpectedVersion};
 use futures_util::StreamExt;
-use projections::event::{ClientDisabled, TokenRevoked, V1};
+use projections::event::{ClientDisabled, RevocationReason, TokenRevoked, V1};
 use projections::testing::{events, stream_of};
 use projections::tokens::Token;
 use projections::{Event, Metadata};
@@ -19,7 +19,7 @@ fn revoked(jti: &str) -> Event {
     Event::TokenRevoked(TokenRevoked {
         v: V1,
         jti: jti.into(),
-        reason: "client".into(),
+        reason: RevocationReason::ClientRequest,
         at: 200,
     })
 }
@@ -201,19 +201,15 @@ async fn a_retried_append_with_its_idempotency_key_writes_once(db: TestDb) {
 async fn concurrent_appends_with_the_same_expected_version_have_one_winner(db: TestDb) {
     let store = db.open().await;
     store
-        .append(one("client-x", ExpectedVersion::NoStream, issued("seed")))
+        .append(one("token-x", ExpectedVersion::NoStream, issued("x")))
         .await
         .unwrap();
     let tasks: Vec<_> = (0..32)
-        .map(|i| {
+        .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append(one(
-                        "client-x",
-                        ExpectedVersion::Exact(1),
-                        revoked(&format!("t{i}")),
-                    ))
+                    .append(one("token-x", ExpectedVersion::Exact(1), revoked("x")))
                     .await
             })
         })
@@ -229,7 +225,7 @@ async fn concurrent_appends_with_the_same_expected_version_have_one_winner(db: T
             }) => {
                 assert_eq!(
                     (stream_id.as_str(), expected, actual),
-                    ("client-x", ExpectedVersion::Exact(1), Some(2))
+                    ("token-x", ExpectedVersion::Exact(1), Some(2))
                 );
             }
             Err(e) => panic!("unexpected error {e}"),
@@ -310,7 +306,7 @@ async fn stored_rows_equal_the_fold_of_the_stored_log_for_random_histories(db: T
                         let head = s.head().await.unwrap();
                         let rows = s.all_rows().await.unwrap();
                         let bad = one(
-                            "delegation-new",
+                            "client-client0",
                             ExpectedVersion::Exact(99),
                             Event::ClientDisabled(ClientDisabled {
                                 v: V1,
@@ -405,9 +401,40 @@ async fn recorded_at_comes_from_the_clock_the_store_was_opened_with(db: TestDb) 
     store.close().await;
 }
 
+/// Revoking token `b` on token `a`'s stream would make `a`'s version 2 and so defeat every check that reads
+/// a stream's version as "what happened to this entity" (a refresh token's rotation, a code's redemption).
+async fn an_event_appended_to_another_entitys_stream_is_refused_and_leaves_no_trace(db: TestDb) {
+    let store = db.open().await;
+    store
+        .append(one("token-a", ExpectedVersion::NoStream, issued("a")))
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap();
+    let misplaced = one("token-a", ExpectedVersion::Exact(1), revoked("b")).and(one(
+        "token-c",
+        ExpectedVersion::NoStream,
+        issued("c"),
+    ));
+    let err = store.append(misplaced).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AppendError::WrongStream { stream_id, belongs_to, event_type: "TokenRevoked" }
+                if stream_id == "token-a" && belongs_to == "token-b"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(store.stream_version("token-a").await.unwrap(), Some(1));
+    assert_eq!(store.stream_version("token-c").await.unwrap(), None);
+    assert_intact(store.as_ref(), 1).await;
+    store.close().await;
+}
+
 on_both_stores!(
     recorded_at_comes_from_the_clock_the_store_was_opened_with,
     upgrading_a_ledger_keeps_every_stream_version,
+    an_event_appended_to_another_entitys_stream_is_refused_and_leaves_no_trace,
     many_concurrent_reads_of_rows_each_get_their_own_answer,
     appends_are_read_back_in_order_with_their_projections,
     a_conflicting_append_names_the_stream_and_leaves_no_trace,

@@ -7,7 +7,9 @@ mod common;
 
 use common::{TOKEN_CONFIG, TestDb, TestServer};
 use consent_ledger::keys::{Algorithm, KeyMaterial};
+use consent_ledger::store;
 use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
+use projections::clients::Client;
 use serde_json::{Value, json};
 
 async fn machine_client(s: &TestServer, id: &str) -> String {
@@ -534,7 +536,67 @@ async fn a_stock_oauth2_client_works_from_discovery_alone(db: TestDb) {
     assert_eq!(claims["scope"], "write");
 }
 
+/// The admin API used to deserialise the persisted `ClientSpec` itself and accepted any scope; a client
+/// registered with an undeclared scope got `invalid_scope` on every token request.
+async fn the_admin_api_refuses_a_scope_the_configuration_does_not_declare(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        s.http
+            .request(method, format!("{}{path}", s.base))
+            .bearer_auth("admin-token-admin-token-admin-token-0123")
+            .json(&body)
+            .send()
+    };
+    let r = admin(
+        reqwest::Method::POST,
+        "/admin/clients",
+        json!({"client_id": "c", "name": "C", "grant_types": ["client_credentials"], "scopes": ["read", "delete"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("\"delete\""),
+        "{body}"
+    );
+    assert!(
+        store::get::<Client>(s.app.store.as_ref(), "c")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The JSON the API has always accepted still registers (a secret_hash in the body is ignored).
+    let secret = s
+        .register(
+            json!({"client_id": "c", "name": "C", "grant_types": ["client_credentials"],
+            "scopes": ["read"], "secret_hash": "00", "refresh_reuse_grace_seconds": 5}),
+        )
+        .await
+        .unwrap();
+    let stored: Client = store::get(s.app.store.as_ref(), "c").await.unwrap().unwrap();
+    assert_eq!(stored.spec.token_endpoint_auth_method, "client_secret_basic");
+    assert_eq!(stored.spec.refresh_reuse_grace_seconds, 5);
+    assert_eq!(
+        stored.spec.secret_hash,
+        Some(consent_ledger::clients::hash_secret(&secret))
+    );
+    let r = admin(
+        reqwest::Method::PUT,
+        "/admin/clients/c",
+        json!({"client_id": "c", "name": "C", "scopes": ["read", "delete"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let stored: Client = store::get(s.app.store.as_ref(), "c").await.unwrap().unwrap();
+    assert_eq!(stored.spec.scopes, vec!["read".to_owned()]);
+}
+
 on_both_stores!(
+    the_admin_api_refuses_a_scope_the_configuration_does_not_declare,
     discovery_lists_what_is_supported,
     client_credentials_issues_a_verifiable_rfc9068_token_recorded_in_the_ledger,
     every_client_authentication_method_accepts_the_right_proof_only,

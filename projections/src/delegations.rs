@@ -3,13 +3,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::{AuthContext, Event, GrantedScope, RecordedEvent, UnixSeconds};
+use crate::event::{AuthContext, Event, GrantedScope, RecordedEvent, RevocationReason, UnixSeconds};
 use crate::projection::{Projection, RowIndex};
 
 /// Why and when a delegation ended early.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
-    pub reason: String,
+    pub reason: RevocationReason,
     pub at: UnixSeconds,
 }
 
@@ -86,7 +86,7 @@ impl Projection for Delegation {
             }),
             (Event::DelegationRevoked(e), Some(d)) if d.revoked.is_none() => Some(Delegation {
                 revoked: Some(Revocation {
-                    reason: e.reason.clone(),
+                    reason: e.reason,
                     at: e.at,
                 }),
                 ..d

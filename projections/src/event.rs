@@ -1,9 +1,8 @@
 //! The event vocabulary: every fact the ledger records.
 //!
 //! Events are past-tense facts and a persisted event name is never renamed. Each payload carries a schema
-//! version (`"v": 1`); when a payload must change shape, the old struct stays as `…V1`, the new one gets a
-//! `V2` marker, and the variant deserializes either through an untagged enum and upcasts V1 into V2, so
-//! every event ever written stays readable.
+//! version (`"v": 1`). Every payload is read through [`crate::upcast`], which brings each shape ever written
+//! to today's; `tests/fixtures/events/` holds one of each and the golden test folds them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,71 +31,205 @@ impl<'de> Deserialize<'de> for V1 {
     }
 }
 
-/// One fact recorded in the ledger. The tag (`type`) is also stored in its own column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum Event {
-    ClientRegistered(ClientRegistered),
-    ClientUpdated(ClientUpdated),
-    ClientDisabled(ClientDisabled),
-    SigningKeyAdded(SigningKeyAdded),
-    SigningKeyActivated(SigningKeyActivated),
-    SigningKeyRetired(SigningKeyRetired),
-    DelegationCreated(DelegationCreated),
-    DelegationScopesChanged(DelegationScopesChanged),
-    DelegationRevoked(DelegationRevoked),
-    ConsentGranted(ConsentGranted),
-    ConsentDenied(ConsentDenied),
-    ConsentRevoked(ConsentRevoked),
-    TokenIssued(TokenIssued),
-    TokenRevoked(TokenRevoked),
-    RefreshTokenIssued(RefreshTokenIssued),
-    RefreshTokenRotated(RefreshTokenRotated),
-    RefreshTokenRevoked(RefreshTokenRevoked),
-    PolicyPublished(PolicyPublished),
-    UserRegistered(UserRegistered),
-    UserAttributesSet(UserAttributesSet),
-    UserPasswordSet(UserPasswordSet),
-    UserTotpEnrolled(UserTotpEnrolled),
-    UserTotpRemoved(UserTotpRemoved),
-    UserDisabled(UserDisabled),
-    AuthorizationCodeIssued(AuthorizationCodeIssued),
-    AuthorizationCodeRedeemed(AuthorizationCodeRedeemed),
-    RefreshTokenReuseDetected(RefreshTokenReuseDetected),
+/// Declares the event enum, its names and the private mirror that reads the current payload shapes, from one
+/// list, so a new event cannot be missing from one of them.
+macro_rules! events {
+    ($($name:ident),* $(,)?) => {
+        /// One fact recorded in the ledger. The tag (`type`) is also stored in its own column.
+        ///
+        /// Reading one goes through [`crate::upcast`] first, so every shape ever written reads as today's.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(tag = "type")]
+        pub enum Event {
+            $($name($name),)*
+        }
+
+        impl Event {
+            /// Every event type, in declaration order.
+            pub const TYPES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// The name stored in the `event_type` column; equal to the JSON `type` tag.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Event::$name(_) => stringify!($name),)*
+                }
+            }
+        }
+
+        /// Today's payload shapes, read once an old payload has been upcast.
+        #[derive(Deserialize)]
+        #[serde(tag = "type")]
+        enum Current {
+            $($name($name),)*
+        }
+
+        impl From<Current> for Event {
+            fn from(current: Current) -> Self {
+                match current {
+                    $(Current::$name(e) => Event::$name(e),)*
+                }
+            }
+        }
+    };
+}
+
+events! {
+    ClientRegistered,
+    ClientUpdated,
+    ClientDisabled,
+    SigningKeyAdded,
+    SigningKeyActivated,
+    SigningKeyRetired,
+    DelegationCreated,
+    DelegationScopesChanged,
+    DelegationRevoked,
+    ConsentGranted,
+    ConsentDenied,
+    ConsentRevoked,
+    TokenIssued,
+    TokenRevoked,
+    RefreshTokenIssued,
+    RefreshTokenRotated,
+    RefreshTokenRevoked,
+    PolicyPublished,
+    UserRegistered,
+    UserAttributesSet,
+    UserPasswordSet,
+    UserTotpEnrolled,
+    UserTotpRemoved,
+    UserDisabled,
+    AuthorizationCodeIssued,
+    AuthorizationCodeRedeemed,
+    RefreshTokenReuseDetected,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut payload = Value::deserialize(d)?;
+        crate::upcast::upcast(&mut payload).map_err(serde::de::Error::custom)?;
+        Current::deserialize(payload)
+            .map(Event::from)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Event {
-    /// The name stored in the `event_type` column; equal to the JSON `type` tag.
-    pub fn event_type(&self) -> &'static str {
+    /// The stream this event belongs to: the entity it is about. The store refuses an event appended to
+    /// any other stream, so a stream's version counts exactly that entity's events.
+    pub fn stream_id(&self) -> String {
         match self {
-            Event::ClientRegistered(_) => "ClientRegistered",
-            Event::ClientUpdated(_) => "ClientUpdated",
-            Event::ClientDisabled(_) => "ClientDisabled",
-            Event::SigningKeyAdded(_) => "SigningKeyAdded",
-            Event::SigningKeyActivated(_) => "SigningKeyActivated",
-            Event::SigningKeyRetired(_) => "SigningKeyRetired",
-            Event::DelegationCreated(_) => "DelegationCreated",
-            Event::DelegationScopesChanged(_) => "DelegationScopesChanged",
-            Event::DelegationRevoked(_) => "DelegationRevoked",
-            Event::ConsentGranted(_) => "ConsentGranted",
-            Event::ConsentDenied(_) => "ConsentDenied",
-            Event::ConsentRevoked(_) => "ConsentRevoked",
-            Event::TokenIssued(_) => "TokenIssued",
-            Event::TokenRevoked(_) => "TokenRevoked",
-            Event::RefreshTokenIssued(_) => "RefreshTokenIssued",
-            Event::RefreshTokenRotated(_) => "RefreshTokenRotated",
-            Event::RefreshTokenRevoked(_) => "RefreshTokenRevoked",
-            Event::PolicyPublished(_) => "PolicyPublished",
-            Event::UserRegistered(_) => "UserRegistered",
-            Event::UserAttributesSet(_) => "UserAttributesSet",
-            Event::UserPasswordSet(_) => "UserPasswordSet",
-            Event::UserTotpEnrolled(_) => "UserTotpEnrolled",
-            Event::UserTotpRemoved(_) => "UserTotpRemoved",
-            Event::UserDisabled(_) => "UserDisabled",
-            Event::AuthorizationCodeIssued(_) => "AuthorizationCodeIssued",
-            Event::AuthorizationCodeRedeemed(_) => "AuthorizationCodeRedeemed",
-            Event::RefreshTokenReuseDetected(_) => "RefreshTokenReuseDetected",
+            Event::ClientRegistered(e) => streams::client(&e.client.client_id),
+            Event::ClientUpdated(e) => streams::client(&e.client.client_id),
+            Event::ClientDisabled(e) => streams::client(&e.client_id),
+            Event::SigningKeyAdded(_) | Event::SigningKeyActivated(_) | Event::SigningKeyRetired(_) => {
+                streams::SIGNING_KEYS.to_owned()
+            }
+            Event::DelegationCreated(e) => streams::delegation(&e.delegation_id),
+            Event::DelegationScopesChanged(e) => streams::delegation(&e.delegation_id),
+            Event::DelegationRevoked(e) => streams::delegation(&e.delegation_id),
+            Event::ConsentGranted(e) => streams::consent(&e.consent_id),
+            Event::ConsentDenied(e) => streams::consent(&e.consent_id),
+            Event::ConsentRevoked(e) => streams::consent(&e.consent_id),
+            Event::TokenIssued(e) => streams::token(&e.jti),
+            Event::TokenRevoked(e) => streams::token(&e.jti),
+            Event::RefreshTokenIssued(e) => streams::refresh_token(&e.token_hash),
+            Event::RefreshTokenRotated(e) => streams::refresh_token(&e.token_hash),
+            Event::RefreshTokenRevoked(e) => streams::refresh_token(&e.token_hash),
+            Event::RefreshTokenReuseDetected(e) => streams::refresh_token(&e.token_hash),
+            Event::PolicyPublished(_) => streams::POLICY.to_owned(),
+            Event::UserRegistered(e) => streams::user(&e.username),
+            Event::UserAttributesSet(e) => streams::user(&e.username),
+            Event::UserPasswordSet(e) => streams::user(&e.username),
+            Event::UserTotpEnrolled(e) => streams::user(&e.username),
+            Event::UserTotpRemoved(e) => streams::user(&e.username),
+            Event::UserDisabled(e) => streams::user(&e.username),
+            Event::AuthorizationCodeIssued(e) => streams::code(&e.code_hash),
+            Event::AuthorizationCodeRedeemed(e) => streams::code(&e.code_hash),
         }
+    }
+}
+
+/// Stream ids, for reading a stream's version before its next event exists. [`Event::stream_id`] is built
+/// from these, so a reader and a writer cannot disagree.
+pub mod streams {
+    /// Every signing key's events, in one stream: its version orders rotations across nodes.
+    pub const SIGNING_KEYS: &str = "signing-keys";
+    /// Every `PolicyPublished`.
+    pub const POLICY: &str = "policy";
+
+    /// A client's registration, updates and disabling.
+    pub fn client(client_id: &str) -> String {
+        format!("client-{client_id}")
+    }
+    /// A delegation's creation, scope changes and end.
+    pub fn delegation(delegation_id: &str) -> String {
+        format!("delegation-{delegation_id}")
+    }
+    /// A consent's grant or denial and its withdrawal.
+    pub fn consent(consent_id: &str) -> String {
+        format!("consent-{consent_id}")
+    }
+    /// An access or ID token's issuance and revocation.
+    pub fn token(jti: &str) -> String {
+        format!("token-{jti}")
+    }
+    /// A refresh token's issuance, rotation, revocation and reuse.
+    pub fn refresh_token(token_hash: &str) -> String {
+        format!("refresh-{token_hash}")
+    }
+    /// A local user's events.
+    pub fn user(username: &str) -> String {
+        format!("user-{username}")
+    }
+    /// An authorization code's issuance and redemption.
+    pub fn code(code_hash: &str) -> String {
+        format!("code-{code_hash}")
+    }
+}
+
+/// Why a delegation, token or refresh token was revoked. Serialized as the exact strings the ledger has
+/// always held; a new reason is a new variant, and an old one is never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// An authorization code was redeemed a second time.
+    CodeReplay,
+    /// A rotated refresh token was presented again, past any grace window.
+    RefreshTokenReuse,
+    /// The client revoked its refresh token (RFC 7009), ending the delegation.
+    RefreshTokenRevoked,
+    /// The user revoked the delegation on `/account`.
+    RevokedByUser,
+    /// The client revoked an access token (RFC 7009).
+    ClientRequest,
+    /// The client revoked a refresh token (RFC 7009).
+    RevokedByClient,
+}
+
+impl RevocationReason {
+    /// The persisted string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::CodeReplay => "code_replay",
+            RevocationReason::RefreshTokenReuse => "refresh_token_reuse",
+            RevocationReason::RefreshTokenRevoked => "refresh_token_revoked",
+            RevocationReason::RevokedByUser => "revoked_by_user",
+            RevocationReason::ClientRequest => "client_request",
+            RevocationReason::RevokedByClient => "revoked_by_client",
+        }
+    }
+}
+
+/// Compares with the persisted string, so code that checks a reason reads like the ledger it reads.
+impl PartialEq<&str> for RevocationReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -139,8 +272,7 @@ pub struct ClientSpec {
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// `client_secret_basic` (the default), `client_secret_post`, `private_key_jwt` or `none`.
-    #[serde(default = "client_secret_basic")]
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt` or `none`; every event written has it.
     pub token_endpoint_auth_method: String,
     /// SHA-256 of the generated secret, hex; never the secret itself.
     #[serde(default)]
@@ -175,10 +307,6 @@ pub struct ClientSpec {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
-}
-
-fn client_secret_basic() -> String {
-    "client_secret_basic".into()
 }
 
 /// A client was registered.
@@ -288,7 +416,7 @@ pub struct DelegationScopesChanged {
 pub struct DelegationRevoked {
     pub v: V1,
     pub delegation_id: String,
-    pub reason: String,
+    pub reason: RevocationReason,
     pub at: UnixSeconds,
 }
 
@@ -304,8 +432,9 @@ pub struct ConsentGranted {
     pub authorization_details: Value,
     pub expires_at: Option<UnixSeconds>,
     pub at: UnixSeconds,
-    /// What the consent page showed for each scope (description, lifetime), as the user saw it.
-    #[serde(default, skip_serializing_if = "Value::is_null")]
+    /// What the consent page showed for each scope (description, lifetime), as the user saw it. Absent
+    /// when null; [`crate::upcast`] restores it on read.
+    #[serde(skip_serializing_if = "Value::is_null")]
     pub shown: Value,
 }
 
@@ -365,7 +494,7 @@ pub struct TokenIssued {
 pub struct TokenRevoked {
     pub v: V1,
     pub jti: String,
-    pub reason: String,
+    pub reason: RevocationReason,
     pub at: UnixSeconds,
 }
 
@@ -399,7 +528,7 @@ pub struct RefreshTokenRotated {
 pub struct RefreshTokenRevoked {
     pub v: V1,
     pub token_hash: String,
-    pub reason: String,
+    pub reason: RevocationReason,
     pub at: UnixSeconds,
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, RecordedEvent, UnixSeconds};
+use crate::event::{Event, RecordedEvent, RevocationReason, UnixSeconds};
 use crate::projection::{Projection, RowIndex};
 
 /// Where a refresh token is in its life.
@@ -16,7 +16,7 @@ pub enum RefreshStatus {
         at: UnixSeconds,
     },
     Revoked {
-        reason: String,
+        reason: RevocationReason,
         at: UnixSeconds,
     },
 }
@@ -74,7 +74,7 @@ impl Projection for RefreshToken {
             {
                 Some(RefreshToken {
                     status: RefreshStatus::Revoked {
-                        reason: e.reason.clone(),
+                        reason: e.reason,
                         at: e.at,
                     },
                     ..t

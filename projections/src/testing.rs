@@ -134,7 +134,7 @@ pub fn event() -> impl Strategy<Value = Event> {
         (n.clone(), at.clone()).prop_map(|(d, at)| Event::DelegationRevoked(DelegationRevoked {
             v: V1,
             delegation_id: id("del", d),
-            reason: "user".into(),
+            reason: RevocationReason::RevokedByUser,
             at
         })),
         (
@@ -199,7 +199,7 @@ pub fn event() -> impl Strategy<Value = Event> {
         (0u8..8, at.clone()).prop_map(|(t, at)| Event::TokenRevoked(TokenRevoked {
             v: V1,
             jti: id("jti", t),
-            reason: "client".into(),
+            reason: RevocationReason::ClientRequest,
             at
         })),
         (
@@ -237,7 +237,7 @@ pub fn event() -> impl Strategy<Value = Event> {
         (0u8..8, at.clone()).prop_map(|(r, at)| Event::RefreshTokenRevoked(RefreshTokenRevoked {
             v: V1,
             token_hash: id("rt", r),
-            reason: "reuse".into(),
+            reason: RevocationReason::RevokedByClient,
             at
         })),
         user_and_code_event(n, at),
@@ -332,37 +332,9 @@ pub fn events(max: usize) -> impl Strategy<Value = Vec<Event>> {
     proptest::collection::vec(event(), 0..max)
 }
 
-/// The stream an event naturally belongs to: the entity it is about.
+/// The stream an event belongs to (see [`Event::stream_id`]).
 pub fn stream_of(event: &Event) -> String {
-    match event {
-        Event::ClientRegistered(e) => format!("client-{}", e.client.client_id),
-        Event::ClientUpdated(e) => format!("client-{}", e.client.client_id),
-        Event::ClientDisabled(e) => format!("client-{}", e.client_id),
-        Event::SigningKeyAdded(e) => format!("key-{}", e.kid),
-        Event::SigningKeyActivated(e) => format!("key-{}", e.kid),
-        Event::SigningKeyRetired(e) => format!("key-{}", e.kid),
-        Event::DelegationCreated(e) => format!("delegation-{}", e.delegation_id),
-        Event::DelegationScopesChanged(e) => format!("delegation-{}", e.delegation_id),
-        Event::DelegationRevoked(e) => format!("delegation-{}", e.delegation_id),
-        Event::ConsentGranted(e) => format!("consent-{}", e.consent_id),
-        Event::ConsentDenied(e) => format!("consent-{}", e.consent_id),
-        Event::ConsentRevoked(e) => format!("consent-{}", e.consent_id),
-        Event::TokenIssued(e) => format!("token-{}", e.jti),
-        Event::TokenRevoked(e) => format!("token-{}", e.jti),
-        Event::RefreshTokenIssued(e) => format!("refresh-{}", e.token_hash),
-        Event::RefreshTokenRotated(e) => format!("refresh-{}", e.token_hash),
-        Event::RefreshTokenRevoked(e) => format!("refresh-{}", e.token_hash),
-        Event::PolicyPublished(_) => "policy".to_owned(),
-        Event::UserRegistered(e) => format!("user-{}", e.username),
-        Event::UserAttributesSet(e) => format!("user-{}", e.username),
-        Event::UserPasswordSet(e) => format!("user-{}", e.username),
-        Event::UserTotpEnrolled(e) => format!("user-{}", e.username),
-        Event::UserTotpRemoved(e) => format!("user-{}", e.username),
-        Event::UserDisabled(e) => format!("user-{}", e.username),
-        Event::AuthorizationCodeIssued(e) => format!("code-{}", e.code_hash),
-        Event::AuthorizationCodeRedeemed(e) => format!("code-{}", e.code_hash),
-        Event::RefreshTokenReuseDetected(e) => format!("refresh-{}", e.token_hash),
-    }
+    event.stream_id()
 }
 
 /// Wraps events as if recorded one after another from position `first`.

@@ -47,7 +47,15 @@ pub async fn explain(store: &dyn EventStore, jti: &str) -> Result<Option<Value>,
     })))
 }
 
-/// Renders an explanation for a person.
+/// A Unix time (seconds, as events hold it) in RFC 3339, UTC; a value that is not one is shown as it is.
+fn rfc3339(v: &Value) -> String {
+    v.as_i64()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// Renders an explanation for a person; times in RFC 3339 (`--json` keeps the ledger's Unix seconds).
 pub fn render(e: &Value) -> String {
     let s = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
     let mut out = format!(
@@ -57,12 +65,12 @@ pub fn render(e: &Value) -> String {
         s(&e["client_id"]),
         s(&e["subject"]),
         s(&e["grant_type"]),
-        e["issued_at"],
-        e["expires_at"],
+        rfc3339(&e["issued_at"]),
+        rfc3339(&e["expires_at"]),
         if e["revoked_at"].is_null() {
             String::new()
         } else {
-            format!(", revoked {}", e["revoked_at"])
+            format!(", revoked {}", rfc3339(&e["revoked_at"]))
         },
         s(&e["policy_version"]),
         e["scopes"]
@@ -85,8 +93,8 @@ pub fn render(e: &Value) -> String {
                 if let Some(p) = scope["consent"]["position"].as_u64() {
                     out.push_str(&format!(" at position {p}"));
                 }
-                if let Some(x) = scope["expires_at"].as_i64() {
-                    out.push_str(&format!(", scope expires {x}"));
+                if scope["expires_at"].is_i64() {
+                    out.push_str(&format!(", scope expires {}", rfc3339(&scope["expires_at"])));
                 }
             }
             Some("denied") => out.push_str(&format!(": {}", s(&scope["reason"]))),
@@ -110,4 +118,28 @@ pub fn render(e: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explanation_prints_times_as_rfc3339_not_unix_seconds() {
+        let text = render(&json!({
+            "jti": "j", "position": 7, "client_id": "c", "subject": "s", "grant_type": "client_credentials",
+            "issued_at": 1_767_225_600, "expires_at": 1_767_225_900, "revoked_at": 1_767_225_660,
+            "policy_version": "v", "scopes": ["read"],
+            "decision_trail": {"scopes": [{"scope": "read", "outcome": "issued",
+                "consent": {"from": "not_required"}, "expires_at": 1_767_229_200, "authorizers": []}]},
+        }));
+        assert!(
+            text.contains(
+                "issued 2026-01-01T00:00:00Z expires 2026-01-01T00:05:00Z, revoked 2026-01-01T00:01:00Z"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("scope expires 2026-01-01T01:00:00Z"), "{text}");
+        assert!(!text.contains("1767225600"), "{text}");
+    }
 }

@@ -18,7 +18,7 @@ pub const CODE_SECONDS: i64 = 60;
 
 /// The stream of a code's events; its version makes redemption single-use.
 pub fn code_stream(code_hash: &str) -> String {
-    format!("code-{code_hash}")
+    projections::event::streams::code(code_hash)
 }
 
 /// SHA-256 (hex) of a code: all the ledger holds of it.
@@ -96,7 +96,7 @@ pub fn consent(answer: ConsentAnswer<'_>) -> AppendRequest {
     let mut out = AppendRequest::default();
     let mut add = |event: Event, id: &str| {
         out = std::mem::take(&mut out).and(AppendRequest::to_stream(
-            format!("consent-{id}"),
+            projections::event::streams::consent(id),
             ExpectedVersion::NoStream,
             vec![event],
         ));

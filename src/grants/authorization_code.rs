@@ -354,8 +354,7 @@ mod tests {
 
     // ---- decide: given these rows and this request, then this outcome ----
 
-    use crate::config::Config;
-    use crate::policy::authorizers::testing::{NOW, client};
+    use crate::policy::authorizers::testing::{self, NOW, client};
     use projections::event::{AuthContext, GrantedScope};
     use serde_json::Value;
 
@@ -382,8 +381,7 @@ mod tests {
             name = "old"
             authorizers = ["never"]
         "#;
-        let config = Config::parse("policy.toml", toml).unwrap();
-        Policy::from_config(&config).unwrap()
+        testing::policy(toml)
     }
 
     fn app_client() -> Client {

@@ -139,8 +139,7 @@ pub async fn grant(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::policy::authorizers::testing::{NOW, client};
+    use crate::policy::authorizers::testing::{self, NOW, client};
     use projections::consents::Decision as Granted;
 
     fn policy() -> Policy {
@@ -169,7 +168,7 @@ mod tests {
             name = "pay"
             authorizers = ["mfa"]
         "#;
-        Policy::from_config(&Config::parse("policy.toml", toml).unwrap()).unwrap()
+        testing::policy(toml)
     }
 
     fn machine() -> Client {

@@ -210,7 +210,7 @@ pub async fn prepare_access_token(
         decision_trail: json!({ "scopes": decision.trail }),
         policy_version: Some(policy.version.clone()),
     });
-    let request = AppendRequest::to_stream(format!("token-{jti}"), ExpectedVersion::NoStream, vec![event])
+    let request = AppendRequest::to_stream(event.stream_id(), ExpectedVersion::NoStream, vec![event])
         .with_metadata(projections::Metadata {
             request_id: None,
             actor: Some(format!("client:{}", client.spec.client_id)),

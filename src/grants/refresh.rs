@@ -3,7 +3,8 @@
 use projections::clients::Client;
 use projections::delegations::Delegation;
 use projections::event::{
-    RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated, ReuseAction, UnixSeconds, V1,
+    RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated, ReuseAction, RevocationReason,
+    UnixSeconds, V1,
 };
 use projections::refresh_tokens::{RefreshStatus, RefreshToken};
 use projections::{Event, Metadata};
@@ -29,7 +30,7 @@ const ATTEMPTS: usize = 3;
 
 /// The stream a refresh token's events go to; its version is the rotation check.
 pub fn stream(token_hash: &str) -> String {
-    format!("refresh-{token_hash}")
+    projections::event::streams::refresh_token(token_hash)
 }
 
 /// SHA-256 (hex) of a refresh token's value: all the ledger ever holds of it.
@@ -108,20 +109,6 @@ pub enum Outcome {
     GraceReissue(Box<Decision>),
     /// A rotated token presented again past any grace window: the delegation ends (RFC 9700 §4.14).
     RevokeDelegation(RevocationReason),
-}
-
-/// Why a refresh ends a delegation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevocationReason {
-    RefreshTokenReuse,
-}
-
-impl RevocationReason {
-    fn recorded(self) -> &'static str {
-        match self {
-            RevocationReason::RefreshTokenReuse => delegations::reason::REFRESH_TOKEN_REUSE,
-        }
-    }
 }
 
 /// The instant a delegation stops being refreshable, however its tokens rotate.
@@ -340,7 +327,7 @@ pub async fn grant(
                 };
                 let revoked = delegations::revoke(
                     &delegation.delegation_id,
-                    reason.recorded(),
+                    reason,
                     ExpectedVersion::Exact(version),
                     now,
                 );
@@ -451,8 +438,7 @@ async fn issue_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::policy::authorizers::testing::{NOW, client};
+    use crate::policy::authorizers::testing::{self, NOW, client};
     use projections::delegations::Revocation;
     use projections::event::{AuthContext, GrantedScope};
 
@@ -471,8 +457,7 @@ mod tests {
             name = "old"
             authorizers = ["never"]
         "#;
-        let config = Config::parse("policy.toml", toml).unwrap();
-        Policy::from_config(&config).unwrap()
+        testing::policy(toml)
     }
 
     fn app_client(grace: u32) -> Client {
@@ -567,7 +552,7 @@ mod tests {
         let mut revoked_delegation = given(RefreshStatus::Active);
         if let Some(d) = revoked_delegation.delegation.as_mut() {
             d.revoked = Some(Revocation {
-                reason: "revoked_by_user".into(),
+                reason: RevocationReason::RevokedByUser,
                 at: NOW - 5,
             });
         }
@@ -582,7 +567,7 @@ mod tests {
         let mut other_client = c.clone();
         other_client.spec.client_id = "other".into();
         let revoked_token = RefreshStatus::Revoked {
-            reason: "revoked".into(),
+            reason: RevocationReason::RevokedByClient,
             at: NOW - 1,
         };
         let old = ["old".to_owned()];

@@ -20,7 +20,7 @@ use projections::Event;
 use projections::clients::Client;
 use projections::consents::{Consent, Decision};
 use projections::delegations::Delegation;
-use projections::event::{ConsentRevoked, UnixSeconds, V1};
+use projections::event::{ConsentRevoked, RevocationReason, UnixSeconds, V1};
 use serde::Deserialize;
 
 use super::csrf;
@@ -107,13 +107,13 @@ fn utc(t: UnixSeconds) -> String {
 }
 
 /// Why a delegation ended, in words.
-fn reason_text(reason: &str) -> String {
+fn reason_text(reason: RevocationReason) -> String {
     match reason {
-        REVOKED_BY_USER => "by you".into(),
-        "code_replay" => "an authorization code was used twice".into(),
-        "refresh_token_revoked" => "the application gave up its access".into(),
-        "refresh_token_reuse" | "refresh_token_reused" => "a refresh token was used twice".into(),
-        other => other.replace('_', " "),
+        RevocationReason::RevokedByUser => "by you".into(),
+        RevocationReason::CodeReplay => "an authorization code was used twice".into(),
+        RevocationReason::RefreshTokenRevoked => "the application gave up its access".into(),
+        RevocationReason::RefreshTokenReuse => "a refresh token was used twice".into(),
+        other => other.as_str().replace('_', " "),
     }
 }
 
@@ -137,7 +137,7 @@ fn until_text(expires_at: Option<UnixSeconds>, now: UnixSeconds) -> String {
 fn delegation_row(d: &Delegation, client_name: String, policy: &Policy, now: UnixSeconds) -> DelegationRow {
     let active = d.is_active_at(now);
     let status = match &d.revoked {
-        Some(r) => format!("Revoked {} ({})", utc(r.at), reason_text(&r.reason)),
+        Some(r) => format!("Revoked {} ({})", utc(r.at), reason_text(r.reason)),
         None if active => "Active".into(),
         None => "Expired".into(),
     };
@@ -380,7 +380,7 @@ async fn revoke_consent(
         at: now,
     });
     let request = AppendRequest::to_stream(
-        format!("consent-{}", consent.consent_id),
+        projections::event::streams::consent(&consent.consent_id),
         ExpectedVersion::Any,
         vec![event],
     );
@@ -428,6 +428,6 @@ mod tests {
     #[test]
     fn reasons_read_as_words() {
         assert_eq!(reason_text(REVOKED_BY_USER), "by you");
-        assert_eq!(reason_text("some_new_reason"), "some new reason");
+        assert_eq!(reason_text(RevocationReason::ClientRequest), "client request");
     }
 }

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use projections::clients::Client;
-use projections::event::ClientSpec;
+use projections::event::{ClientAudience, ClientKind, ClientSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -104,15 +104,104 @@ fn view(c: &Client) -> Value {
     v
 }
 
+/// The body of `POST /admin/clients` and `PUT /admin/clients/{id}`.
+///
+/// Its own type, not the persisted [`ClientSpec`], so that the API can change (a default, a renamed
+/// field, a new convenience) without changing the shape of `ClientRegistered` in the ledger. It accepts
+/// the JSON the API always has; a `secret_hash` in the body is ignored as it always was (the server
+/// generates the only secret).
+#[derive(Debug, Deserialize)]
+pub struct ClientRequest {
+    pub client_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: ClientKind,
+    #[serde(default)]
+    pub audience: ClientAudience,
+    #[serde(default)]
+    pub dynamically_registered: bool,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "client_secret_basic")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub metadata: Value,
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
+    #[serde(default)]
+    pub delegation_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    pub refresh_reuse_grace_seconds: u32,
+    #[serde(default)]
+    pub resource_server: bool,
+    #[serde(default)]
+    pub id_token_signed_response_alg: Option<String>,
+}
+
+fn client_secret_basic() -> String {
+    "client_secret_basic".into()
+}
+
+impl ClientRequest {
+    /// The spec to record, with the secret hash the server decided.
+    fn into_spec(self, secret_hash: Option<String>) -> ClientSpec {
+        ClientSpec {
+            client_id: self.client_id,
+            name: self.name,
+            kind: self.kind,
+            audience: self.audience,
+            dynamically_registered: self.dynamically_registered,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            scopes: self.scopes,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            secret_hash,
+            jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
+            resources: self.resources,
+            metadata: self.metadata,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            delegation_lifetime_seconds: self.delegation_lifetime_seconds,
+            refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
+            resource_server: self.resource_server,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+        }
+    }
+}
+
+/// Refuses scopes the configuration does not declare: a client holding one could never be granted it,
+/// and the first sign would be an `invalid_scope` at the token endpoint.
+fn declared(app: &AppRef, scopes: &[String]) -> Result<(), AdminError> {
+    let undeclared = app.policy().undeclared_scopes(scopes);
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(AdminError(
+        StatusCode::BAD_REQUEST,
+        crate::issuance::undeclared_message(&undeclared),
+    ))
+}
+
 /// `POST /admin/clients`: registers a client; a generated secret is in this response only.
 pub async fn create(
     State(app): State<AppRef>,
     headers: HeaderMap,
-    Json(mut spec): Json<ClientSpec>,
+    Json(request): Json<ClientRequest>,
 ) -> Result<Response, AdminError> {
     authorize(&app, &headers)?;
-    let existing: Option<Client> = store::get(app.store.as_ref(), &spec.client_id).await?;
-    let secret = if spec.token_endpoint_auth_method.starts_with("client_secret") {
+    declared(&app, &request.scopes)?;
+    let existing: Option<Client> = store::get(app.store.as_ref(), &request.client_id).await?;
+    let secret = if request.token_endpoint_auth_method.starts_with("client_secret") {
         Some(
             crate::ids::secret()
                 .map_err(|_| AdminError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()))?,
@@ -120,8 +209,8 @@ pub async fn create(
     } else {
         None
     };
-    // Whatever hash the body carried, the only secret is the one generated here.
-    spec.secret_hash = secret.as_deref().map(clients::hash_secret);
+    // The only secret is the one generated here.
+    let spec = request.into_spec(secret.as_deref().map(clients::hash_secret));
     let client_id = spec.client_id.clone();
     app.store
         .append(clients::register(existing.as_ref(), spec, app.now())?)
@@ -167,17 +256,18 @@ pub async fn update(
     State(app): State<AppRef>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(mut spec): Json<ClientSpec>,
+    Json(request): Json<ClientRequest>,
 ) -> Result<Json<Value>, AdminError> {
     authorize(&app, &headers)?;
-    if spec.client_id != id {
+    if request.client_id != id {
         return Err(AdminError(
             StatusCode::BAD_REQUEST,
             "client_id in the body differs from the path".into(),
         ));
     }
+    declared(&app, &request.scopes)?;
     let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
-    spec.secret_hash = existing.as_ref().and_then(|c| c.spec.secret_hash.clone());
+    let spec = request.into_spec(existing.as_ref().and_then(|c| c.spec.secret_hash.clone()));
     app.store
         .append(clients::update(existing.as_ref(), spec, app.now())?)
         .await?;

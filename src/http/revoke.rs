@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use projections::Event;
 use projections::clients::Client;
 use projections::delegations::Delegation;
-use projections::event::{RefreshTokenRevoked, TokenRevoked, UnixSeconds, V1};
+use projections::event::{RefreshTokenRevoked, RevocationReason, TokenRevoked, UnixSeconds, V1};
 use projections::refresh_tokens::{RefreshStatus, RefreshToken};
 
 use super::client_auth::authenticate;
@@ -42,11 +42,11 @@ pub async fn revoke(
     let event = Event::TokenRevoked(TokenRevoked {
         v: V1,
         jti: found.token.jti.clone(),
-        reason: "client_request".into(),
+        reason: RevocationReason::ClientRequest,
         at: now,
     });
     let request = AppendRequest::to_stream(
-        format!("token-{}", found.token.jti),
+        projections::event::streams::token(&found.token.jti),
         ExpectedVersion::Any,
         vec![event],
     )
@@ -93,7 +93,7 @@ async fn revoke_refresh_token(
                 vec![Event::RefreshTokenRevoked(RefreshTokenRevoked {
                     v: V1,
                     token_hash: token_hash.clone(),
-                    reason: "revoked_by_client".into(),
+                    reason: RevocationReason::RevokedByClient,
                     at: now,
                 })],
             ));

@@ -13,7 +13,7 @@ use projections::event::{AuthContext, ClientSpec, UnixSeconds};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use policy::Policy;
+pub use policy::{Policy, undeclared_message};
 
 #[cfg(test)]
 mod tests;

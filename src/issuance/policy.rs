@@ -96,4 +96,30 @@ impl Policy {
     pub fn scope_names(&self) -> impl Iterator<Item = &str> {
         self.engine.scopes.iter().map(|s| s.name.as_str())
     }
+
+    /// The scopes in `scopes` (a client's registration) that no configured scope declares: neither a
+    /// configured name or template, nor a value a template matches. Such a scope can never be granted.
+    pub fn undeclared_scopes<'s>(&self, scopes: &'s [String]) -> Vec<&'s str> {
+        scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|scope| {
+                !self
+                    .engine
+                    .scopes
+                    .iter()
+                    .any(|s| s.name == *scope || s.template.matches(scope).is_some())
+            })
+            .collect()
+    }
+}
+
+/// What to tell whoever registered a client holding `undeclared` scopes.
+pub fn undeclared_message(undeclared: &[&str]) -> String {
+    let names: Vec<String> = undeclared.iter().map(|s| format!("{s:?}")).collect();
+    format!(
+        "scope {} is not defined under [[scopes]], so it could never be granted; declare it in the \
+         configuration first (see docs/configuration.md)",
+        names.join(", ")
+    )
 }

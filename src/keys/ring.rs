@@ -11,7 +11,7 @@ use super::{Algorithm, KeyDir, KeyError, KeyMaterial};
 use crate::store::{self, AppendError, AppendRequest, EventStore, ExpectedVersion, RowFilter};
 
 /// The stream every key event is appended to, so rotations are serialised by its version.
-pub const KEYS_STREAM: &str = "signing-keys";
+pub const KEYS_STREAM: &str = projections::event::streams::SIGNING_KEYS;
 
 /// How long a process keeps signing with the key it last saw before asking the ledger again.
 pub const CURRENT_KEY_CACHE: Duration = Duration::from_secs(10);

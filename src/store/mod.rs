@@ -125,6 +125,13 @@ pub enum AppendError {
     /// The request itself is malformed; retrying it cannot succeed.
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// An event was sent to a stream other than its own ([`projections::Event::stream_id`]).
+    #[error("a {event_type} belongs to stream {belongs_to}, not {stream_id}")]
+    WrongStream {
+        stream_id: String,
+        belongs_to: String,
+        event_type: &'static str,
+    },
     /// The database failed; the append may be retried (with an idempotency key to be safe).
     #[error(transparent)]
     Store(#[from] StoreError),

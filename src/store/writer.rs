@@ -210,6 +210,19 @@ impl Writer {
 
     /// Queues `request` and waits until it is durable or refused.
     pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
+        // A stream's version counts one entity's events only if nothing else is ever appended to it.
+        if let Some((e, belongs_to)) = request
+            .events
+            .iter()
+            .map(|e| (e, e.event.stream_id()))
+            .find(|(e, own)| *own != e.stream_id)
+        {
+            return Err(AppendError::WrongStream {
+                stream_id: e.stream_id.clone(),
+                belongs_to,
+                event_type: e.event.event_type(),
+            });
+        }
         let sender = self.sender().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         sender

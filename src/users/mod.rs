@@ -31,7 +31,7 @@ pub const USERNAME_CHARS_MAX: usize = 64;
 
 /// The stream of one user's events.
 pub fn stream(username: &str) -> String {
-    format!("user-{username}")
+    projections::event::streams::user(username)
 }
 
 /// Why a change to a user is refused, or failed.

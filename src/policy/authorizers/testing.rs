@@ -13,6 +13,12 @@ use crate::policy::authorizer::{Authorize, Context, ScopeRequest, Verdict};
 /// The fixed "now" of every fixture.
 pub const NOW: UnixSeconds = 1_700_000_000;
 
+/// The policy a configuration file `toml` compiles to.
+pub fn policy(toml: &str) -> crate::issuance::Policy {
+    let config = crate::config::Config::parse("policy.toml", toml).unwrap();
+    crate::issuance::Policy::from_config(&config).unwrap()
+}
+
 /// A client with `client_id`: third-party, for humans, registered by an administrator, using the
 /// authorization code grant.
 pub fn client(client_id: &str) -> Client {
