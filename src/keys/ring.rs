@@ -29,8 +29,8 @@ pub struct KeyRing {
     alg: Algorithm,
     /// Longest lifetime of any token signed; a retired key stays published this long (plus the cache).
     token_lifetime_max: i64,
-    /// The current key of each algorithm this process signed with, and when it was read from the ledger.
-    /// Each cached key with the second (from the server's clock) it was read at.
+    /// The current key of each algorithm this process signed with, and the second (by the server's
+    /// clock) it was read from the ledger.
     current: RwLock<Vec<(Arc<KeyMaterial>, UnixSeconds)>>,
 }
 
@@ -206,5 +206,18 @@ impl KeyRing {
             }
         }
         Err(KeyError::NoCurrentKey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_key_is_fresh_for_the_cache_period_of_the_servers_clock_only() {
+        assert!(fresh(100, 100));
+        assert!(fresh(100, 109));
+        assert!(!fresh(100, 110), "ten seconds later the ledger is asked again");
+        assert!(!fresh(100, 99), "a clock set back does not keep a key forever");
     }
 }
