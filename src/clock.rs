@@ -31,7 +31,7 @@ impl Clock for SystemClock {
     fn now_micros(&self) -> i64 {
         // The one sanctioned read of the wall clock. `OffsetDateTime` spans ±9999 years, so its
         // microseconds always fit an i64.
-        #[allow(clippy::disallowed_methods)]
+        #[allow(clippy::disallowed_methods)] // the clock source
         let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         i64::try_from(nanos / 1_000).unwrap_or(i64::MAX)
     }
