@@ -663,3 +663,51 @@ pub struct ApiDoc;
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    /// Operations that read nothing from the store, so cannot answer 503.
+    const STORELESS: &[&str] = &[
+        "get /healthz",
+        "get /openapi.json",
+        "get /.well-known/oauth-authorization-server",
+        "get /.well-known/openid-configuration",
+    ];
+
+    #[test]
+    fn store_backed_operations_document_503_and_authenticated_ones_401_with_a_challenge() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let name = format!("{method} {path}");
+                let responses = &op["responses"];
+                if !STORELESS.contains(&name.as_str()) {
+                    assert!(responses.get("503").is_some(), "{name} does not document 503");
+                }
+                let schemes: Vec<&str> = op["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object)
+                    .flat_map(|r| r.keys().map(String::as_str))
+                    .collect();
+                if !schemes.is_empty() {
+                    let challenge = &responses["401"]["headers"]["WWW-Authenticate"];
+                    assert!(
+                        !challenge.is_null(),
+                        "{name} needs credentials but documents no 401 with WWW-Authenticate"
+                    );
+                }
+                if schemes.contains(&"client_basic") {
+                    assert!(
+                        responses["503"]["headers"].get("Retry-After").is_some(),
+                        "{name}: an OAuth 503 carries Retry-After"
+                    );
+                }
+            }
+        }
+    }
+}
