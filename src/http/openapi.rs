@@ -369,11 +369,35 @@ pub enum IdTokenAlg {
     EdDSA,
 }
 
-/// Body of `POST /admin/clients/{id}/disable`.
+/// A disable request's reason.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct DisableRequest {
     reason: Option<String>,
+}
+
+/// The positional form of [`DisableRequest`]: `[]` or `[reason]`, which the JSON reader also accepts.
+pub struct PositionalDisableRequest;
+
+impl utoipa::PartialSchema for PositionalDisableRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])))
+            .max_items(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for PositionalDisableRequest {}
+
+/// Body of `POST /admin/clients/{id}/disable`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum DisableBody {
+    Named(DisableRequest),
+    Positional(PositionalDisableRequest),
 }
 
 // Responses every endpoint of a kind shares. utoipa takes them per path; these notes keep them aligned:
@@ -501,7 +525,7 @@ fn admin_get() {}
 fn admin_update() {}
 
 #[utoipa::path(post, path = "/admin/clients/{id}/disable", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path)), request_body(content = DisableRequest, content_type = "application/json"),
+    params(("id" = String, Path)), request_body(content = DisableBody, content_type = "application/json"),
     responses(
         (status = 200, body = Object),
         (status = 400, description = "The body is not JSON", body = String, content_type = "text/plain"),
