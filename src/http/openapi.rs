@@ -1,42 +1,222 @@
 //! `GET /openapi.json`: the OpenAPI document, generated from the handlers' annotations.
+//!
+//! The document must describe the API as it behaves: every status an endpoint can answer, the request
+//! constraints the server enforces (and no others: a value the document forbids must be refused), and the
+//! authentication each endpoint needs. `scripts/schemathesis` checks it against a live server in CI.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-/// Form body of `POST /token`. Client credentials go in `Authorization: Basic` or in these fields.
+/// `grant_type=client_credentials` (RFC 6749 §4.4).
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct TokenForm {
-    /// `client_credentials`.
-    grant_type: String,
-    /// Space-delimited scopes; the client's defaults when absent.
-    scope: Option<String>,
-    /// RFC 8707 resource indicator: the token's audience.
-    resource: Option<String>,
-    client_id: Option<String>,
-    /// For `client_secret_post`.
-    client_secret: Option<String>,
-    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` for `private_key_jwt`.
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
+#[schema(rename_all = "snake_case")]
+pub enum ClientCredentialsGrant {
+    ClientCredentials,
 }
 
-/// Form body of `POST /introspect` and `POST /revoke`, plus client authentication.
+/// `grant_type=authorization_code` (RFC 6749 §4.1.3).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum AuthorizationCodeGrant {
+    AuthorizationCode,
+}
+
+/// `grant_type=refresh_token` (RFC 6749 §6).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum RefreshTokenGrant {
+    RefreshToken,
+}
+
+/// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
+/// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
+/// for a public client); more than one method is refused with 401.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ClientCredentialsForm {
+    grant_type: ClientCredentialsGrant,
+    /// Space-delimited scopes; the client's defaults when absent.
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    /// RFC 8707 resource indicator: the token's audience.
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    /// For `client_secret_post`; needs `client_id`.
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    /// Unknown parameters are ignored (RFC 6749 §3.2); each parameter appears once.
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// `POST /token` redeeming an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuthorizationCodeForm {
+    grant_type: AuthorizationCodeGrant,
+    #[schema(min_length = 1)]
+    code: String,
+    /// Required when the authorization request carried one, and then identical.
+    #[schema(nullable = false)]
+    redirect_uri: Option<String>,
+    /// Required when the authorization request carried a `code_challenge`.
+    #[schema(nullable = false)]
+    code_verifier: Option<String>,
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// `POST /token` with a refresh token (RFC 6749 §6); the refresh token rotates.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshTokenForm {
+    grant_type: RefreshTokenGrant,
+    #[schema(min_length = 1)]
+    refresh_token: String,
+    /// May narrow the granted scopes, never widen them.
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    /// May narrow the granted audiences, never change them (`invalid_target`).
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// Form body of `POST /token`: one of the supported grants.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum TokenForm {
+    ClientCredentials(ClientCredentialsForm),
+    AuthorizationCode(AuthorizationCodeForm),
+    RefreshToken(RefreshTokenForm),
+}
+
+/// Form body of `POST /introspect` and `POST /revoke`, plus client authentication as at `/token`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenParam {
+    #[schema(min_length = 1)]
     token: String,
+    /// `access_token` or `refresh_token`. A hint only: every token is looked up whatever it says.
+    #[schema(nullable = false)]
     token_type_hint: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// Form body of `POST /par` (RFC 9126) and `POST /authorize`: the authorization request's parameters
+/// (see `GET /authorize`), plus client authentication at `/par`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuthorizationForm {
+    /// Required at `/authorize`; at `/par` it must match the authenticated client.
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    /// `code`, or `token` for clients that enable implicit.
+    #[schema(nullable = false)]
+    response_type: Option<String>,
+    /// One of the client's registered redirect URIs; may be left out when it has exactly one.
+    #[schema(nullable = false)]
+    redirect_uri: Option<String>,
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    #[schema(nullable = false)]
+    state: Option<String>,
+    #[schema(nullable = false)]
+    nonce: Option<String>,
+    /// RFC 7636; required by default.
+    #[schema(nullable = false)]
+    code_challenge: Option<String>,
+    /// `S256` only.
+    #[schema(nullable = false)]
+    code_challenge_method: Option<String>,
+    /// `none`, `login`, `consent`, `select_account`.
+    #[schema(nullable = false)]
+    prompt: Option<String>,
+    #[schema(nullable = false)]
+    max_age: Option<String>,
+    #[schema(nullable = false)]
+    acr_values: Option<String>,
+    /// `query`, `fragment`, `form_post`.
+    #[schema(nullable = false)]
+    response_mode: Option<String>,
+    /// RFC 9396 JSON array.
+    #[schema(nullable = false)]
+    authorization_details: Option<String>,
+    /// RFC 8707.
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
 }
 
 /// An RFC 6749 §5.2 error.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
-    /// `invalid_scope`, `invalid_target`, `server_error` or `temporarily_unavailable`.
+    /// `invalid_scope`, `invalid_target`, `invalid_request_uri`, `server_error` or `temporarily_unavailable`.
     error: String,
+    #[schema(nullable = false)]
     error_description: Option<String>,
+}
+
+/// An admin API error.
+#[derive(Serialize, ToSchema)]
+pub struct AdminErrorBody {
+    /// `unauthorized`, `not_found`, `conflict`, `invalid_request` or `server_error`.
+    error: String,
+    error_description: String,
 }
 
 /// A successful token response (RFC 6749 §5.1).
@@ -46,39 +226,221 @@ pub struct TokenResponseSchema {
     access_token: String,
     token_type: String,
     expires_in: i64,
-    scope: String,
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    #[schema(nullable = false)]
+    refresh_token: Option<String>,
+    #[schema(nullable = false)]
+    id_token: Option<String>,
 }
 
-/// An RFC 7662 introspection response; only `active` when the token is not active.
+/// An RFC 7662 introspection response; only `active` when the token is not active or not the caller's
+/// to see.
 #[derive(Serialize, ToSchema)]
 pub struct IntrospectionSchema {
     active: bool,
+    #[schema(nullable = false)]
     scope: Option<String>,
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    #[schema(nullable = false)]
     sub: Option<String>,
+    #[schema(nullable = false)]
     aud: Option<Vec<String>>,
+    #[schema(nullable = false)]
     iss: Option<String>,
+    #[schema(nullable = false)]
     exp: Option<i64>,
+    #[schema(nullable = false)]
     iat: Option<i64>,
+    #[schema(nullable = false)]
     jti: Option<String>,
+    #[schema(nullable = false)]
     token_type: Option<String>,
 }
 
-#[utoipa::path(post, path = "/token", tag = "oauth",
+/// A pushed authorization request's handle (RFC 9126 §2.2).
+#[derive(Serialize, ToSchema)]
+pub struct PushedSchema {
+    request_uri: String,
+    expires_in: i64,
+}
+
+/// Who a client is, as the policies see it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum ClientKindSchema {
+    FirstParty,
+    ThirdParty,
+}
+
+/// Whether a client acts for people or for itself.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum ClientAudienceSchema {
+    Machine,
+    Human,
+}
+
+/// A grant type a client may be registered for.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum GrantTypeSchema {
+    ClientCredentials,
+    AuthorizationCode,
+    RefreshToken,
+    Implicit,
+}
+
+/// How a client authenticates at the token, introspection and revocation endpoints.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum AuthMethodSchema {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+/// A client registration (`POST /admin/clients`, `PUT /admin/clients/{id}`). Rules across fields are
+/// checked too and answer 400: redirect URIs are absolute `https`, loopback `http`, or (public clients
+/// only) a private-use scheme, never with a fragment; `private_key_jwt` needs `jwks`; a resource server
+/// names its `resources` and is confidential; a public client cannot use `client_credentials`; `jwks_uri`
+/// is refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ClientRegistration {
+    /// 1 to 128 bytes, without `:`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^:]+$")]
+    client_id: String,
+    /// 1 to 200 bytes.
+    #[schema(min_length = 1, max_length = 200)]
+    name: String,
+    #[serde(default)]
+    kind: ClientKindSchema,
+    #[serde(default)]
+    audience: ClientAudienceSchema,
+    #[serde(default)]
+    dynamically_registered: bool,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    grant_types: Vec<GrantTypeSchema>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// `client_secret_basic` when absent; a secret is generated for the `client_secret_*` methods.
+    #[serde(default)]
+    token_endpoint_auth_method: AuthMethodSchema,
+    /// Ignored: the only secret is the one the server generates.
+    secret_hash: Option<String>,
+    /// A JWK Set, for `private_key_jwt`.
+    #[schema(value_type = Value)]
+    jwks: Option<serde_json::Value>,
+    /// Refused: not fetched by this server.
+    jwks_uri: Option<String>,
+    /// RFC 8707 resource indicators; the first is the client's default audience.
+    #[serde(default)]
+    resources: Vec<String>,
+    /// Any JSON value, kept as given.
+    #[serde(default)]
+    #[schema(value_type = Value)]
+    metadata: serde_json::Value,
+    #[serde(default)]
+    require_pushed_authorization_requests: bool,
+    delegation_lifetime_seconds: Option<i64>,
+    #[serde(default)]
+    refresh_reuse_grace_seconds: u32,
+    #[serde(default)]
+    resource_server: bool,
+    /// RS256 when absent.
+    id_token_signed_response_alg: Option<IdTokenAlg>,
+}
+
+/// An ID token signing algorithm a client may register.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum IdTokenAlg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+/// A disable request's reason.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DisableRequest {
+    reason: Option<String>,
+}
+
+/// The positional form of [`DisableRequest`]: `[]` or `[reason]`, which the JSON reader also accepts.
+pub struct PositionalDisableRequest;
+
+impl utoipa::PartialSchema for PositionalDisableRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])))
+            .max_items(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for PositionalDisableRequest {}
+
+/// Body of `POST /admin/clients/{id}/disable`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum DisableBody {
+    Named(DisableRequest),
+    Positional(PositionalDisableRequest),
+}
+
+// Responses every endpoint of a kind shares. utoipa takes them per path; these notes keep them aligned:
+// - a store-backed OAuth endpoint answers 503 `temporarily_unavailable` with `Retry-After` when the
+//   database is down, and 500 `server_error` for anything else that fails;
+// - client authentication failures answer 401 `invalid_client` with a `WWW-Authenticate: Basic` challenge
+//   that names the error;
+// - a form body that is not `application/x-www-form-urlencoded`, over the body limit, or repeats a
+//   parameter answers 400 `invalid_request`;
+// - the admin API reads its JSON body before checking the token, so body errors (400, 413, 415, 422,
+//   plain text) come before 401.
+
+#[utoipa::path(post, path = "/token", tag = "oauth", security(("client_basic" = []), ()),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = TokenResponseSchema), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 200, body = TokenResponseSchema, headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unavailable", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 #[allow(dead_code)]
 fn token() {}
 
-#[utoipa::path(post, path = "/introspect", tag = "oauth",
+#[utoipa::path(post, path = "/introspect", tag = "oauth", security(("client_basic" = []), ()),
+    description = "Only authenticated confidential clients may introspect (a public client gets 401); a token that is not the caller's to see answers `{\"active\": false}`.",
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = IntrospectionSchema), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 200, body = IntrospectionSchema),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
 #[allow(dead_code)]
 fn introspect() {}
 
-#[utoipa::path(post, path = "/revoke", tag = "oauth",
+#[utoipa::path(post, path = "/revoke", tag = "oauth", security(("client_basic" = []), ()),
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or not a known token"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Revoked, or not a token this client may revoke (RFC 7009 §2.2)"),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
 #[allow(dead_code)]
 fn revoke() {}
 
@@ -88,55 +450,102 @@ fn revoke() {}
 fn oauth_metadata() {}
 
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
-    responses((status = 200, description = "OpenID Connect discovery document", body = Object)))]
+    responses((status = 200, description = "OpenID Connect discovery document: the same metadata", body = Object)))]
 #[allow(dead_code)]
 fn openid_configuration() {}
 
 #[utoipa::path(get, path = "/jwks", tag = "discovery",
-    responses((status = 200, description = "JSON Web Key Set: current keys and retired keys whose tokens may be live", body = Object)))]
+    responses(
+        (status = 200, description = "JSON Web Key Set: current keys and retired keys whose tokens may be live", body = Object),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
 #[allow(dead_code)]
 fn jwks() {}
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process answers")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
 #[allow(dead_code)]
 fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Database reachable and migrated"), (status = 503, description = "Not ready")))]
+    responses((status = 200, description = "Database reachable and migrated", body = String, content_type = "text/plain"),
+              (status = 503, description = "Not ready", body = String, content_type = "text/plain")))]
 #[allow(dead_code)]
 fn readyz() {}
 
 #[utoipa::path(post, path = "/admin/clients", tag = "admin", security(("admin_token" = [])),
-    request_body(content = Object, description = "client_id, name, kind, audience, grant_types, scopes, token_endpoint_auth_method, jwks, resources, metadata"),
-    responses((status = 201, description = "Registered; `client_secret` appears in this response only", body = Object), (status = 409, description = "Exists")))]
+    request_body(content = ClientRegistration, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered; `client_secret` appears in this response only", body = Object),
+        (status = 400, description = "The registration is invalid, or the body is not JSON", content((AdminErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "The admin API is not enabled", body = AdminErrorBody),
+        (status = 409, description = "The client exists", body = AdminErrorBody),
+        (status = 413, description = "The body is over the limit", body = String, content_type = "text/plain"),
+        (status = 415, description = "The body is not `application/json`", body = String, content_type = "text/plain"),
+        (status = 422, description = "The JSON does not match the registration's fields", body = String, content_type = "text/plain"),
+        (status = 500, description = "No randomness for the secret", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_create() {}
 
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, body = Object)))]
+    responses(
+        (status = 200, description = "Every client, without secret hashes", body = Object),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "The admin API is not enabled", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_list() {}
 
 #[utoipa::path(get, path = "/admin/clients/{id}", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404, description = "Unknown")))]
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Object),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "Unknown client, or the admin API is not enabled", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_get() {}
 
 #[utoipa::path(put, path = "/admin/clients/{id}", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path)), request_body(content = Object),
-    responses((status = 200, body = Object), (status = 404, description = "Unknown")))]
+    params(("id" = String, Path)),
+    request_body(content = ClientRegistration, content_type = "application/json", description = "The whole registration; `client_id` must equal the path's. The secret stays."),
+    responses(
+        (status = 200, body = Object),
+        (status = 400, description = "Invalid, `client_id` differs from the path, or the body is not JSON", content((AdminErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "Unknown client, or the admin API is not enabled", body = AdminErrorBody),
+        (status = 409, description = "The client changed meanwhile; retry", body = AdminErrorBody),
+        (status = 413, description = "The body is over the limit", body = String, content_type = "text/plain"),
+        (status = 415, description = "The body is not `application/json`", body = String, content_type = "text/plain"),
+        (status = 422, description = "The JSON does not match the registration's fields", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_update() {}
 
 #[utoipa::path(post, path = "/admin/clients/{id}/disable", tag = "admin", security(("admin_token" = [])),
-    params(("id" = String, Path)), request_body(content = Object, description = "{\"reason\": \"…\"}"),
-    responses((status = 200, body = Object), (status = 404, description = "Unknown")))]
+    params(("id" = String, Path)), request_body(content = DisableBody, content_type = "application/json"),
+    responses(
+        (status = 200, body = Object),
+        (status = 400, description = "The body is not JSON", body = String, content_type = "text/plain"),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "Unknown client, or the admin API is not enabled", body = AdminErrorBody),
+        (status = 409, description = "The client changed meanwhile; retry", body = AdminErrorBody),
+        (status = 413, description = "The body is over the limit", body = String, content_type = "text/plain"),
+        (status = 415, description = "The body is not `application/json`", body = String, content_type = "text/plain"),
+        (status = 422, description = "The JSON does not match", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_disable() {}
 
 #[utoipa::path(post, path = "/admin/policy/reload", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, description = "The new policy version, in force for the next token", body = Object),
-              (status = 400, description = "The configuration is invalid; the previous policy stays")))]
+    responses(
+        (status = 200, description = "The new policy version, in force for the next token", body = Object),
+        (status = 400, description = "The configuration is invalid; the previous policy stays", body = AdminErrorBody),
+        (status = 401, description = "A valid admin bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "The admin API is not enabled", body = AdminErrorBody),
+        (status = 503, description = "The policy could not be recorded", body = AdminErrorBody)))]
 #[allow(dead_code)]
 fn admin_reload_policy() {}
 
@@ -145,50 +554,120 @@ fn admin_reload_policy() {}
 fn openapi() {}
 
 #[utoipa::path(get, path = "/authorize", tag = "oauth",
-    params(("response_type" = String, Query, description = "`code`, or `token` for clients that enable implicit"),
-           ("client_id" = String, Query), ("redirect_uri" = Option<String>, Query),
+    description = "Errors about the client or its redirect URI are shown to the user (400); every other error goes back to the client's redirect URI (303), as RFC 6749 §4.1.2.1 says, so the other parameters are not refused here.",
+    params(("client_id" = String, Query, min_length = 1),
+           ("response_type" = Option<String>, Query, description = "`code`, or `token` for clients that enable implicit"),
+           ("redirect_uri" = Option<String>, Query, description = "A registered redirect URI; may be left out when the client has exactly one"),
            ("scope" = Option<String>, Query), ("state" = Option<String>, Query), ("nonce" = Option<String>, Query),
            ("code_challenge" = Option<String>, Query, description = "RFC 7636; required by default"),
            ("code_challenge_method" = Option<String>, Query, description = "`S256` only"),
-           ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`"),
-           ("max_age" = Option<i64>, Query), ("acr_values" = Option<String>, Query),
+           ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`, `select_account`"),
+           ("max_age" = Option<String>, Query, description = "Seconds, at most ten years"), ("acr_values" = Option<String>, Query),
            ("response_mode" = Option<String>, Query, description = "`query`, `fragment`, `form_post`"),
            ("authorization_details" = Option<String>, Query, description = "RFC 9396 JSON array"),
            ("resource" = Option<String>, Query, description = "RFC 8707"),
-           ("request_uri" = Option<String>, Query, description = "From `POST /par`")),
-    responses((status = 303, description = "To sign-in, or to the client's redirect URI with a code, token or error"),
-              (status = 200, description = "The consent page (HTML), or a form_post response"),
-              (status = 400, description = "An error page: the client or redirect URI cannot be trusted")))]
+           ("request_uri" = Option<String>, Query, description = "From `POST /par`; the other parameters then come from the pushed request")),
+    responses(
+        (status = 200, description = "The consent page, or a form_post response", body = String, content_type = "text/html"),
+        (status = 303, description = "To sign-in, or to the client's redirect URI with a code, token or error", headers(("Location" = String))),
+        (status = 400, description = "An error page: the client or redirect URI cannot be trusted, or the request is malformed", body = String, content_type = "text/html"),
+        (status = 500, description = "An error page", body = String, content_type = "text/html"),
+        (status = 503, description = "An error page: the database is unavailable", body = String, content_type = "text/html")))]
 #[allow(dead_code)]
 fn authorize() {}
 
-#[utoipa::path(post, path = "/par", tag = "oauth",
-    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+#[utoipa::path(post, path = "/authorize", tag = "oauth",
+    description = "The authorization request as a form (OpenID Connect Core §3.1.2.1), answered as `GET /authorize`.",
+    request_body(content = AuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The consent page, or a form_post response", body = String, content_type = "text/html"),
+        (status = 303, description = "To sign-in, or to the client's redirect URI with a code, token or error", headers(("Location" = String))),
+        (status = 400, description = "An error page", body = String, content_type = "text/html"),
+        (status = 500, description = "An error page", body = String, content_type = "text/html"),
+        (status = 503, description = "An error page: the database is unavailable", body = String, content_type = "text/html")))]
+#[allow(dead_code)]
+fn authorize_post() {}
+
+#[utoipa::path(post, path = "/par", tag = "oauth", security(("client_basic" = []), ()),
+    request_body(content = AuthorizationForm, content_type = "application/x-www-form-urlencoded",
                  description = "The authorization request's parameters, plus client authentication"),
-    responses((status = 201, description = "`request_uri` and `expires_in` (RFC 9126)", body = Object),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 201, description = "RFC 9126 §2.2", body = PushedSchema),
+        (status = 400, description = "The request would be refused at `/authorize`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
 #[allow(dead_code)]
 fn par() {}
 
-#[utoipa::path(get, path = "/userinfo", tag = "oauth", security(("bearer" = [])),
-    responses((status = 200, description = "The user's claims, released by the token's scopes", body = Object),
-              (status = 401, description = "`invalid_token`"), (status = 403, description = "`insufficient_scope`: no `openid`")))]
+#[utoipa::path(get, path = "/userinfo", tag = "oauth", security(("access_token" = ["openid"])),
+    responses(
+        (status = 200, description = "The user's claims, released by the token's scopes", body = Object),
+        (status = 401, description = "No bearer token (bare challenge), or `invalid_token`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `openid`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
 #[allow(dead_code)]
 fn userinfo() {}
 
-struct AdminToken;
+#[utoipa::path(post, path = "/userinfo", tag = "oauth", security(("access_token" = ["openid"])),
+    description = "As `GET /userinfo` (OpenID Connect Core §5.3.1); the token goes in the `Authorization` header.",
+    responses(
+        (status = 200, description = "The user's claims, released by the token's scopes", body = Object),
+        (status = 401, description = "No bearer token (bare challenge), or `invalid_token`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `openid`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn userinfo_post() {}
 
-impl utoipa::Modify for AdminToken {
+/// The security schemes: client authentication, the admin token, and access tokens.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            AuthorizationCode, ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes,
+            SecurityScheme,
+        };
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "client_basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "client_secret_basic. Instead, the form may carry client_secret_post or private_key_jwt \
+                         credentials, or a public client's client_id alone (not at /introspect).",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The configured admin_token; the admin API is off (404) without one.",
+                    ))
+                    .build(),
+            ),
+        );
+        // Access tokens are what this server issues: the flows name its own endpoints.
+        components.add_security_scheme(
+            "access_token",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [
+                    Flow::AuthorizationCode(AuthorizationCode::new(
+                        "/authorize",
+                        "/token",
+                        Scopes::from_iter([("openid", "The user's identity, for /userinfo")]),
+                    )),
+                    Flow::ClientCredentials(ClientCredentials::new("/token", Scopes::new())),
+                ],
+                "An RFC 9068 access token (`typ: at+jwt`) as a bearer token; ID tokens are refused.",
+            )),
         );
     }
 }
@@ -199,12 +678,60 @@ impl utoipa::Modify for AdminToken {
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
-          authorize, par, userinfo),
-    modifiers(&AdminToken)
+          authorize, authorize_post, par, userinfo, userinfo_post),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
 
 /// `GET /openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi;
+
+    /// Operations that read nothing from the store, so cannot answer 503.
+    const STORELESS: &[&str] = &[
+        "get /healthz",
+        "get /openapi.json",
+        "get /.well-known/oauth-authorization-server",
+        "get /.well-known/openid-configuration",
+    ];
+
+    #[test]
+    fn store_backed_operations_document_503_and_authenticated_ones_401_with_a_challenge() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let name = format!("{method} {path}");
+                let responses = &op["responses"];
+                if !STORELESS.contains(&name.as_str()) {
+                    assert!(responses.get("503").is_some(), "{name} does not document 503");
+                }
+                let schemes: Vec<&str> = op["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object)
+                    .flat_map(|r| r.keys().map(String::as_str))
+                    .collect();
+                if !schemes.is_empty() {
+                    let challenge = &responses["401"]["headers"]["WWW-Authenticate"];
+                    assert!(
+                        !challenge.is_null(),
+                        "{name} needs credentials but documents no 401 with WWW-Authenticate"
+                    );
+                }
+                if schemes.contains(&"client_basic") {
+                    assert!(
+                        responses["503"]["headers"].get("Retry-After").is_some(),
+                        "{name}: an OAuth 503 carries Retry-After"
+                    );
+                }
+            }
+        }
+    }
 }
