@@ -199,6 +199,30 @@ async fn oversized_body_error_names_the_limit_in_force() {
     assert!(description.contains("16384"), "{description}");
 }
 
+/// Without the admin token, a malformed body is not parsed: the answer is 401 whatever is sent, so the
+/// admin API tells an unauthenticated caller nothing about what it accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_checks_the_token_before_reading_the_body() {
+    let s = TestServer::start(&TestDb::sqlite(), TOKEN_CONFIG).await;
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("text/plain", "hello"),
+        ("application/json", r#"{"client_id": 5}"#),
+    ] {
+        for path in ["/admin/clients", "/admin/clients/x/disable"] {
+            let r = s
+                .http
+                .post(format!("{}{path}", s.base))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{path} {content_type} {body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn admin_token_of_another_length_is_refused() {
     let s = TestServer::start(&TestDb::sqlite(), TOKEN_CONFIG).await;

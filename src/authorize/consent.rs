@@ -80,13 +80,21 @@ pub enum Outcome {
     /// answer is ignored and the request goes on with this step.
     NotAsked(Step),
     /// Everything asked was refused: the refusal is recorded and the client hears `access_denied`.
-    Refused { refused: Vec<String> },
-    /// Issue `decision`; the user approved `approved` and refused `refused`.
+    Refused { answered: Answered },
+    /// Issue `decision`.
     Approved {
         decision: Box<Decision>,
-        approved: Vec<String>,
-        refused: Vec<String>,
+        answered: Answered,
     },
+}
+
+/// What the page asked (the decision before the answer, whose pending scopes it showed) and how each
+/// asked scope was answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub shown: Box<Decision>,
+    pub approved: Vec<String>,
+    pub refused: Vec<String>,
 }
 
 /// Decides a consent page answer. The page's scopes are the ones pending before the answer; an answer
@@ -106,8 +114,15 @@ pub fn decide(
         .pending()
         .map(|t| t.scope.clone())
         .partition(|s| answer.approving && answer.ticked.contains(s));
+    let answered = |approved, refused| Answered {
+        shown: Box::new(shown.clone()),
+        approved,
+        refused,
+    };
     if approved.is_empty() {
-        return Ok(Outcome::Refused { refused });
+        return Ok(Outcome::Refused {
+            answered: answered(approved, refused),
+        });
     }
     let decision = decision(policy, facts, &approved, now)?;
     // Consent was the only thing pending, so the approvals leave nothing else to ask; checked again
@@ -125,7 +140,6 @@ pub fn decide(
     }
     Ok(Outcome::Approved {
         decision: Box::new(decision),
-        approved,
-        refused,
+        answered: answered(approved, refused),
     })
 }

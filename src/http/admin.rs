@@ -1,6 +1,7 @@
 //! `/admin/clients`: client registration over HTTP, behind the configured admin bearer token.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,9 +26,14 @@ impl IntoResponse for AdminError {
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::CONFLICT => "conflict",
             StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
             _ => "server_error",
         };
         let mut r = (self.0, Json(json!({"error": code, "error_description": self.1}))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         if self.0 == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -196,9 +202,14 @@ fn declared(app: &AppRef, scopes: &[String]) -> Result<(), AdminError> {
 pub async fn create(
     State(app): State<AppRef>,
     headers: HeaderMap,
-    Json(request): Json<ClientRequest>,
+    body: Result<Json<ClientRequest>, JsonRejection>,
 ) -> Result<Response, AdminError> {
     authorize(&app, &headers)?;
+    // The token is checked before the body is read: a caller without it learns nothing of the format.
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     declared(&app, &request.scopes)?;
     let existing: Option<Client> = store::get(app.store.as_ref(), &request.client_id).await?;
     let secret = if request.token_endpoint_auth_method.starts_with("client_secret") {
@@ -256,9 +267,14 @@ pub async fn update(
     State(app): State<AppRef>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(request): Json<ClientRequest>,
-) -> Result<Json<Value>, AdminError> {
+    body: Result<Json<ClientRequest>, JsonRejection>,
+) -> Result<Response, AdminError> {
     authorize(&app, &headers)?;
+    // The token is checked before the body is read: a caller without it learns nothing of the format.
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     if request.client_id != id {
         return Err(AdminError(
             StatusCode::BAD_REQUEST,
@@ -271,7 +287,9 @@ pub async fn update(
     app.store
         .append(clients::update(existing.as_ref(), spec, app.now())?)
         .await?;
-    get(State(app), headers, Path(id)).await
+    get(State(app), headers, Path(id))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// Body of a disable request.
@@ -286,9 +304,14 @@ pub async fn disable(
     State(app): State<AppRef>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(input): Json<DisableInput>,
-) -> Result<Json<Value>, AdminError> {
+    body: Result<Json<DisableInput>, JsonRejection>,
+) -> Result<Response, AdminError> {
     authorize(&app, &headers)?;
+    // The token is checked before the body is read: a caller without it learns nothing of the format.
+    let Json(input) = match body {
+        Ok(b) => b,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
     let reason = input
         .reason
@@ -296,7 +319,9 @@ pub async fn disable(
     app.store
         .append(clients::disable(existing.as_ref(), &id, &reason, app.now())?)
         .await?;
-    get(State(app), headers, Path(id)).await
+    get(State(app), headers, Path(id))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// `POST /admin/policy/reload`: re-reads the configuration file; the new policy applies to the next token.

@@ -501,22 +501,14 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         Ok(o) => o,
         Err(e) => return carry_out(&app, id, &request, now, Step::Fail(e)).await,
     };
-    let (decision, approved, refused) = match outcome {
+    let (decision, answered) = match outcome {
         // Not waiting for consent: go on as a fresh visit would, settling nothing from the form.
         consent::Outcome::NotAsked(_) => return proceed(&app, &headers, id, request, now).await,
-        consent::Outcome::Refused { refused } => (None, vec![], refused),
-        consent::Outcome::Approved {
-            decision,
-            approved,
-            refused,
-        } => (Some(decision), approved, refused),
-    };
-    let shown = match consent::decision(&policy, &facts, &[], now) {
-        Ok(d) => d,
-        Err(e) => return carry_out(&app, id, &request, now, Step::Fail(e)).await,
+        consent::Outcome::Refused { answered } => (None, answered),
+        consent::Outcome::Approved { decision, answered } => (Some(decision), answered),
     };
     let shown_json = json!(
-        pending_lines(&policy, &shown)
+        pending_lines(&policy, &answered.shown)
             .into_iter()
             .map(|l| json!({"scope": l.name, "description": l.description, "lifetime": l.lifetime}))
             .collect::<Vec<Value>>()
@@ -524,8 +516,8 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
         client_id: &request.client_id,
-        approved,
-        refused,
+        approved: answered.approved,
+        refused: answered.refused,
         authorization_details: &request.authorization_details,
         shown: shown_json,
         now,

@@ -407,8 +407,8 @@ pub enum DisableBody {
 //   that names the error;
 // - a form body that is not `application/x-www-form-urlencoded`, over the body limit, or repeats a
 //   parameter answers 400 `invalid_request`;
-// - the admin API reads its JSON body before checking the token, so body errors (400, 413, 415, 422,
-//   plain text) come before 401.
+// - the admin API checks its token before it reads the JSON body: 401 comes first, then body errors
+//   (400, 413, 415, 422, plain text); its 503 is `temporarily_unavailable` with `Retry-After`.
 
 #[utoipa::path(post, path = "/token", tag = "oauth", security(("client_basic" = []), ()),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
