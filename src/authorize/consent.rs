@@ -114,14 +114,14 @@ pub fn decide(
         .pending()
         .map(|t| t.scope.clone())
         .partition(|s| answer.approving && answer.ticked.contains(s));
-    let answered = |approved, refused| Answered {
-        shown: Box::new(shown.clone()),
-        approved,
-        refused,
-    };
+    let shown = Box::new(shown);
     if approved.is_empty() {
         return Ok(Outcome::Refused {
-            answered: answered(approved, refused),
+            answered: Answered {
+                shown,
+                approved,
+                refused,
+            },
         });
     }
     let decision = decision(policy, facts, &approved, now)?;
@@ -140,6 +140,10 @@ pub fn decide(
     }
     Ok(Outcome::Approved {
         decision: Box::new(decision),
-        answered: answered(approved, refused),
+        answered: Answered {
+            shown,
+            approved,
+            refused,
+        },
     })
 }
