@@ -254,11 +254,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 jwks_uri: None,
                 resources,
                 metadata: serde_json::Value::Null,
-                require_pushed_authorization_requests: false,
-                delegation_lifetime_seconds: None,
-                refresh_reuse_grace_seconds: 0,
-                resource_server: false,
-                id_token_signed_response_alg: None,
+                ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
             store

@@ -74,6 +74,13 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     if spec.token_endpoint_auth_method == "private_key_jwt" && spec.jwks.is_none() {
         return invalid("private_key_jwt needs jwks".into());
     }
+    let password = spec.grant_types.iter().any(|g| g == "password");
+    if password && spec.dynamically_registered {
+        return invalid("the password grant is for clients an operator registers, not dynamically".into());
+    }
+    if spec.password_grant_second_factor_users && !password {
+        return invalid("password_grant_second_factor_users needs the password grant type".into());
+    }
     if spec.token_endpoint_auth_method == "none" && spec.grant_types.iter().any(|g| g == "client_credentials")
     {
         return invalid("a public client cannot use client_credentials".into());
@@ -236,6 +243,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         refresh_reuse_grace_seconds: c.refresh_reuse_grace_seconds,
         resource_server: c.resource_server,
         id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),
+        password_grant_second_factor_users: c.password_grant_second_factor_users,
     }
 }
 

@@ -18,6 +18,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "authorization_code",
     "refresh_token",
     "implicit",
+    "password",
 ];
 
 /// Client authentication methods this server implements.
@@ -276,6 +277,9 @@ pub struct ClientConfig {
     /// The algorithm of this client's ID tokens: RS256 (the default), ES256 or EdDSA.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    /// The password grant may sign in users who have a second factor, with the password alone.
+    #[serde(default)]
+    pub password_grant_second_factor_users: bool,
 }
 
 fn default_issuer() -> String {

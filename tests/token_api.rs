@@ -61,7 +61,8 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
                 "client_credentials",
                 "authorization_code",
                 "refresh_token",
-                "implicit"
+                "implicit",
+                "password"
             ])
         );
         assert_eq!(m["scopes_supported"], json!(["admin", "read", "write"]));
@@ -415,7 +416,13 @@ async fn malformed_requests_get_rfc6749_errors_and_write_nothing(db: TestDb) {
     type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (vec![], 400, "invalid_request"),
-        (vec![("grant_type", "password")], 400, "unsupported_grant_type"),
+        (
+            vec![("grant_type", "urn:example:unknown")],
+            400,
+            "unsupported_grant_type",
+        ),
+        // Supported by the server, but this client is not registered for it
+        (vec![("grant_type", "password")], 400, "unauthorized_client"),
         (
             vec![("grant_type", "client_credentials"), ("scope", "read\"x")],
             400,

@@ -256,7 +256,7 @@ pub enum ClientAudience {
 }
 
 /// Every attribute of a registered client; `ClientRegistered` and `ClientUpdated` carry it whole.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ClientSpec {
     pub client_id: String,
     pub name: String,
@@ -303,6 +303,10 @@ pub struct ClientSpec {
     /// The JWS algorithm of this client's ID tokens (OpenID Connect Registration §2); RS256 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<String>,
+    /// The password grant may sign in a user who has a second factor, with the password alone (their
+    /// step-up scopes are still dropped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_grant_second_factor_users: bool,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -56,8 +56,7 @@ fn client(n: u8, name: String, third: bool) -> ClientSpec {
         require_pushed_authorization_requests: false,
         delegation_lifetime_seconds: None,
         refresh_reuse_grace_seconds: u32::from(n) * 10,
-        resource_server: false,
-        id_token_signed_response_alg: None,
+        ..ClientSpec::default()
     }
 }
 

@@ -319,11 +319,7 @@ mod tests {
                 jwks_uri: None,
                 resources: vec![],
                 metadata: Value::Null,
-                require_pushed_authorization_requests: false,
-                delegation_lifetime_seconds: None,
-                refresh_reuse_grace_seconds: 0,
-                resource_server: false,
-                id_token_signed_response_alg: None,
+                ..Default::default()
             },
             registered_at: 0,
             updated_at: 0,

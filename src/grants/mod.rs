@@ -2,7 +2,11 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod password;
 pub mod refresh;
+pub mod user_absent;
+
+use std::net::SocketAddr;
 
 use projections::Event;
 use projections::clients::Client;
@@ -28,6 +32,8 @@ pub enum GrantType {
     RefreshToken,
     /// RFC 6749 §4.2: tokens from the authorization endpoint; never accepted at the token endpoint.
     Implicit,
+    /// RFC 6749 §4.3: the user's password, presented by the client; off unless a client lists it.
+    Password,
 }
 
 impl GrantType {
@@ -37,6 +43,7 @@ impl GrantType {
             "client_credentials" => Ok(GrantType::ClientCredentials),
             "authorization_code" => Ok(GrantType::AuthorizationCode),
             "refresh_token" => Ok(GrantType::RefreshToken),
+            "password" => Ok(GrantType::Password),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -50,6 +57,7 @@ impl GrantType {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::RefreshToken => "refresh_token",
             GrantType::Implicit => "implicit",
+            GrantType::Password => "password",
         }
     }
 }
@@ -69,12 +77,14 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
-/// Runs the grant for an authenticated `client`.
+/// Runs the grant for an authenticated `client`; `peer` is the client's address, which the password
+/// grant counts failed sign-ins under.
 pub async fn dispatch(
     app: &App,
     grant: GrantType,
     client: &Client,
     form: &Form,
+    peer: Option<SocketAddr>,
     now: UnixSeconds,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.spec.grant_types.iter().any(|g| g == grant.name()) {
@@ -87,6 +97,7 @@ pub async fn dispatch(
         GrantType::ClientCredentials => client_credentials::grant(app, client, form, now).await,
         GrantType::AuthorizationCode => authorization_code::grant(app, client, form, now).await,
         GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
+        GrantType::Password => password::grant(app, client, form, peer, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

@@ -152,6 +152,8 @@ pub struct ClientRequest {
     pub resource_server: bool,
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    #[serde(default)]
+    pub password_grant_second_factor_users: bool,
 }
 
 fn client_secret_basic() -> String {
@@ -181,6 +183,7 @@ impl ClientRequest {
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
             resource_server: self.resource_server,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
+            password_grant_second_factor_users: self.password_grant_second_factor_users,
         }
     }
 }

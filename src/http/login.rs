@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::csrf;
-use super::rate_limit;
+use super::sign_in::{Attempt, Checked, check_password};
 use crate::app::{App, AppRef};
 use crate::pages;
 use crate::sessions::{self, ACR_PASSWORD, ACR_TOTP};
@@ -38,8 +38,6 @@ const PENDING_NAMESPACE: &str = "login-pending";
 const PENDING_SECONDS: i64 = 300;
 /// Where a sign-in lands when it was given no (acceptable) place to return to.
 pub const DEFAULT_RETURN_TO: &str = "/account";
-/// How long a sign-in waits for a free password verification slot before it is answered 503.
-const PASSWORD_VERIFICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest `return_to` kept.
 const RETURN_TO_BYTES_MAX: usize = 2048;
 
@@ -172,52 +170,6 @@ fn to_login(return_to: &str) -> Response {
 }
 
 // ---- rate limiting keys ----
-
-fn peer_key(app: &App, peer: Option<SocketAddr>) -> String {
-    rate_limit::address_key(&app.config.issuer, peer)
-}
-
-fn user_key(app: &App, username: &str) -> String {
-    let name: String = username.chars().take(users::USERNAME_CHARS_MAX + 1).collect();
-    format!("{}\u{0}user\u{0}{name}", app.config.issuer)
-}
-
-/// One sign-in attempt, counted under the username and the client address before anything is checked
-/// (so concurrent guesses cannot all slip under the limit), and settled by its outcome. Dropped without
-/// being settled (the client went away mid-check), it stays counted as a failure.
-struct Attempt {
-    keys: [String; 2],
-    at: UnixSeconds,
-}
-
-impl Attempt {
-    /// Reserves an attempt; `None` when the username or the address has used up its attempts.
-    fn reserve(app: &App, username: &str, peer: Option<SocketAddr>, now: UnixSeconds) -> Option<Self> {
-        let l = &app.config.login;
-        let keys = [user_key(app, username), peer_key(app, peer)];
-        let refs = [keys[0].as_str(), keys[1].as_str()];
-        rate_limit::sign_in()
-            .reserve(&refs, l.failed_attempts_max, l.lockout_window_seconds, now)
-            .then_some(Attempt { keys, at: now })
-    }
-    /// The password or code was wrong: the attempt stays counted.
-    fn failed(self) {}
-    /// Nothing was checked (busy, or a store error): the attempt is given back.
-    fn release(self) {
-        for k in &self.keys {
-            rate_limit::sign_in().release(k, self.at);
-        }
-    }
-    /// A right password before a code is due: the attempt is given back, earlier failures stay.
-    fn passed(self) {
-        self.release();
-    }
-    /// After a complete sign-in: the username's count restarts; the address's attempt is given back.
-    fn succeeded(self) {
-        rate_limit::sign_in().clear(&self.keys[0]);
-        rate_limit::sign_in().release(&self.keys[1], self.at);
-    }
-}
 
 /// The TCP peer, when the server is served with connect info.
 pub(super) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
@@ -366,26 +318,9 @@ async fn login_submit(
         return csrf_refused();
     }
     let return_to = sanitize_return_to(f.return_to.as_deref());
-    let Some(attempt) = Attempt::reserve(&app, &f.username, peer_of(peer), now) else {
-        return too_many(&app);
-    };
-    let Some(permit) = app.password_gate.enter(PASSWORD_VERIFICATION_WAIT).await else {
-        attempt.release();
-        return busy();
-    };
-    // Its own task, holding the permit: if the client goes away, the verification still finishes before
-    // the permit is returned, so the gate bounds the Argon2 work actually running.
-    let store = app.store.clone();
-    let (username, password) = (f.username.clone(), f.password.clone());
-    let checked = tokio::spawn(async move {
-        let _permit = permit;
-        users::authenticate(store.as_ref(), &username, &password, now).await
-    })
-    .await;
-    let user = match checked {
-        Ok(Ok(Some(user))) => user,
-        Ok(Ok(None)) => {
-            attempt.failed();
+    let (user, attempt) = match check_password(&app, &f.username, &f.password, peer_of(peer), now).await {
+        Checked::Right(user, attempt) => (user, attempt),
+        Checked::Wrong => {
             let shown: String = f.username.chars().take(users::USERNAME_CHARS_MAX).collect();
             return login_page(
                 &app,
@@ -399,14 +334,10 @@ async fn login_submit(
             )
             .await;
         }
-        Ok(Err(e)) => {
-            attempt.release();
-            return internal(e);
-        }
-        Err(e) => {
-            attempt.release();
-            return internal(e);
-        }
+        Checked::TooMany => return too_many(&app),
+        Checked::Busy => return busy(),
+        Checked::Store(e) => return internal(e),
+        Checked::Crashed(e) => return internal(e),
     };
     // TOTP is a step-up factor: asked at sign-in only where the operator says so, otherwise when a policy
     // or the client (`acr_values=mfa`) demands it.

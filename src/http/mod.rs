@@ -12,6 +12,7 @@ mod login;
 pub mod openapi;
 mod rate_limit;
 mod revoke;
+pub(crate) mod sign_in;
 mod token;
 mod userinfo;
 

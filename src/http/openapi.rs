@@ -34,6 +34,14 @@ pub enum RefreshTokenGrant {
     RefreshToken,
 }
 
+/// `grant_type=password` (RFC 6749 §4.3).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum PasswordGrant {
+    Password,
+}
+
 /// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
 /// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
 /// for a public client); more than one method is refused with 401.
@@ -116,6 +124,33 @@ pub struct RefreshTokenForm {
     other: BTreeMap<String, String>,
 }
 
+/// `POST /token` with a user's password (RFC 6749 §4.3), for clients registered with the `password`
+/// grant type. Failed passwords count toward the same limits as the sign-in page.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PasswordForm {
+    grant_type: PasswordGrant,
+    #[schema(min_length = 1)]
+    username: String,
+    #[schema(min_length = 1)]
+    password: String,
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
 /// Form body of `POST /token`: one of the supported grants.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -124,6 +159,7 @@ pub enum TokenForm {
     ClientCredentials(ClientCredentialsForm),
     AuthorizationCode(AuthorizationCodeForm),
     RefreshToken(RefreshTokenForm),
+    Password(PasswordForm),
 }
 
 /// Form body of `POST /introspect` and `POST /revoke`, plus client authentication as at `/token`.
@@ -293,6 +329,7 @@ pub enum GrantTypeSchema {
     AuthorizationCode,
     RefreshToken,
     Implicit,
+    Password,
 }
 
 /// How a client authenticates at the token, introspection and revocation endpoints.
@@ -358,6 +395,9 @@ pub struct ClientRegistration {
     resource_server: bool,
     /// RS256 when absent.
     id_token_signed_response_alg: Option<IdTokenAlg>,
+    /// With the `password` grant type: users with a second factor may sign in with the password alone.
+    #[serde(default)]
+    password_grant_second_factor_users: bool,
 }
 
 /// An ID token signing algorithm a client may register.

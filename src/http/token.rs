@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::client_auth::authenticate;
+use super::login::{Peer, peer_of};
 use crate::app::AppRef;
 use crate::grants::{self, GrantType};
 use crate::oauth::OAuthError;
@@ -14,13 +15,14 @@ use crate::oauth::form::Form;
 /// Authenticates the client, runs the grant, and answers with `Cache-Control: no-store`.
 pub async fn token(
     State(app): State<AppRef>,
+    peer: Peer,
     headers: HeaderMap,
     form: Form,
 ) -> Result<Response, OAuthError> {
     let grant = GrantType::parse(form.require("grant_type")?)?;
     let now = app.now();
     let client = authenticate(&app, &headers, &form, &app.endpoints.token, now).await?;
-    let body = grants::dispatch(&app, grant, &client, &form, now).await?;
+    let body = grants::dispatch(&app, grant, &client, &form, peer_of(peer), now).await?;
     let mut response = Json(body).into_response();
     response
         .headers_mut()

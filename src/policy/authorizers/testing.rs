@@ -38,11 +38,7 @@ pub fn client(client_id: &str) -> Client {
             jwks_uri: None,
             resources: vec![],
             metadata: Value::Null,
-            require_pushed_authorization_requests: false,
-            delegation_lifetime_seconds: None,
-            refresh_reuse_grace_seconds: 0,
-            resource_server: false,
-            id_token_signed_response_alg: None,
+            ..Default::default()
         },
         disabled: None,
         registered_at: NOW - 86_400,
