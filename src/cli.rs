@@ -163,6 +163,8 @@ pub enum CliError {
     Append(#[from] store::AppendError),
     #[error(transparent)]
     Registration(#[from] crate::clients::RegistrationError),
+    #[error(transparent)]
+    Startup(#[from] crate::startup::StartupError),
 }
 
 fn parse_until(text: &str) -> Result<Until, CliError> {
@@ -448,27 +450,13 @@ async fn serve(
     bind: SocketAddr,
     now: UnixSeconds,
 ) -> Result<ExitCode, CliError> {
-    for c in &config.clients {
-        let existing: Option<Client> = store::get(store.as_ref(), &c.client_id).await?;
-        if let Some(request) = crate::clients::bootstrap(existing.as_ref(), c, now)? {
-            store.append(request).await?;
-            tracing::info!(client_id = %c.client_id, "client from the configuration recorded");
-        }
-    }
-    let mut app = App::new(store, config)?;
+    let mut app = crate::startup::start(store, config, now).await?;
     app.config_file = config_file.or_else(|| {
         let default = PathBuf::from(crate::config::DEFAULT_CONFIG_FILE);
         default.exists().then_some(default)
     });
     let app = Arc::new(app);
-    let policy = app.policy();
-    app.publish_policy(&policy, now)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    tracing::info!(version = %policy.version, "policy in force");
     spawn_reload_on_sighup(app.clone());
-    let key = app.keys.current(app.store.as_ref(), now).await?;
-    tracing::info!(kid = %key.kid, alg = key.alg.name(), issuer = %app.config.issuer, "signing key ready");
     let app = crate::http::router(app);
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -21,5 +21,6 @@ pub mod oidc;
 pub mod pages;
 pub mod policy;
 pub mod sessions;
+pub mod startup;
 pub mod store;
 pub mod users;

@@ -160,17 +160,9 @@ impl TestServer {
         let clock = ManualClock::starting_now();
         let store = db.open_with_clock(&clock).await;
         let now = clock.now();
-        for c in &config.clients {
-            let existing = store::get(store.as_ref(), &c.client_id).await.unwrap();
-            if let Some(r) = consent_ledger::clients::bootstrap(existing.as_ref(), c, now).unwrap() {
-                store.append(r).await.unwrap();
-            }
-        }
-        let mut app = consent_ledger::app::App::new(store, config).unwrap();
+        let mut app = consent_ledger::startup::start(store, config, now).await.unwrap();
         app.config_file = file;
         let app = Arc::new(app);
-        app.publish_policy(&app.policy(), now).await.unwrap();
-        app.keys.current(app.store.as_ref(), now).await.unwrap();
         let router = consent_ledger::http::router(app.clone());
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
