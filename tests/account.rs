@@ -146,22 +146,33 @@ async fn the_page_lists_a_delegation_and_revoking_it_ends_its_tokens(db: TestDb)
         "photos.delete has no expiry: {page}"
     );
     assert!(page.contains("Until 20"), "photos.read lives an hour: {page}");
-    assert!(page.contains("Active"), "{page}");
-    assert!(page.contains(">Revoke Photo Printer<"), "{page}");
+    assert!(page.contains(">Remove access<"), "{page}");
+    assert!(
+        page.contains("signed in on this site"),
+        "how it was granted: {page}"
+    );
     assert!(page.contains("Granted"), "the consent is listed: {page}");
-    let actions = revoke_actions(&page, "delegations");
-    assert_eq!(actions.len(), 1, "{page}");
+    let actions = revoke_actions(&page, "applications");
+    assert_eq!(actions, ["/account/applications/printer/remove"], "{page}");
 
     let before = events(&s).await.len();
     let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&s, &cookie).await)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(location(r.headers()), "/account");
+    // The delegation ends and the standing consent is withdrawn, in one append
     let evs = events(&s).await;
-    assert_eq!(evs.len(), before + 1);
+    assert_eq!(evs.len(), before + 2, "{:?}", &evs[before..]);
     assert!(
-        matches!(evs.last(), Some(Event::DelegationRevoked(d)) if d.reason == "revoked_by_user"),
+        evs[before..]
+            .iter()
+            .any(|e| matches!(e, Event::DelegationRevoked(d) if d.reason == "revoked_by_user")),
         "{:?}",
-        evs.last()
+        &evs[before..]
+    );
+    assert!(
+        evs[before..]
+            .iter()
+            .any(|e| matches!(e, Event::ConsentRevoked(_)))
     );
 
     let (status, body) = refresh(&s, client, refresh_token).await;
@@ -170,12 +181,18 @@ async fn the_page_lists_a_delegation_and_revoking_it_ends_its_tokens(db: TestDb)
     assert_eq!(introspect(&s, client, access).await["active"], false);
 
     let page = account_page(&s, &cookie).await;
+    assert!(page.contains("No application has access"), "{page}");
+    assert!(page.contains("History: access that ended (1)"), "{page}");
     assert!(page.contains("Revoked 20") && page.contains("(by you)"), "{page}");
-    assert!(revoke_actions(&page, "delegations").is_empty(), "{page}");
-    // Revoking twice appends nothing more.
+    assert!(revoke_actions(&page, "applications").is_empty(), "{page}");
+    // Removing twice appends nothing more.
     let r = post(&s, &actions[0], Some(&cookie), Some(&csrf_of(&s, &cookie).await)).await;
     assert_eq!(r.status(), 303);
-    assert_eq!(events(&s).await.len(), before + 1);
+    assert_eq!(events(&s).await.len(), before + 2);
+    // The next authorization asks again
+    let p = pkce();
+    let r = authorize(&s, Some(&cookie), &code_request("printer", "photos.read", &p)).await;
+    assert_eq!(r.status(), 200, "the consent page again");
 }
 
 async fn revoking_a_consent_makes_the_next_authorization_ask_again(db: TestDb) {
@@ -209,7 +226,7 @@ async fn only_the_owner_may_revoke(db: TestDb) {
     let (s, secret, cookie) = setup(&db).await;
     code_flow(&s, &cookie, ("printer", &secret), "photos.read", &["photos.read"]).await;
     let page = account_page(&s, &cookie).await;
-    let delegation = revoke_actions(&page, "delegations").remove(0);
+    let delegation = revoke_actions(&page, "applications").remove(0);
     let consent = revoke_actions(&page, "consents").remove(0);
 
     add_user(&s, "bob", "another good password", json!({})).await;
@@ -224,6 +241,7 @@ async fn only_the_owner_may_revoke(db: TestDb) {
         delegation.as_str(),
         consent.as_str(),
         "/account/delegations/no-such-id/revoke",
+        "/account/applications/no-such-client/remove",
         "/account/consents/no-such-id/revoke",
     ] {
         let r = post(&s, path, Some(&bob), Some(&csrf_of(&s, &bob).await)).await;
@@ -233,7 +251,7 @@ async fn only_the_owner_may_revoke(db: TestDb) {
     assert_eq!(events(&s).await.len(), before, "nothing appended");
     // Ann's grants still stand.
     let page = account_page(&s, &cookie).await;
-    assert_eq!(revoke_actions(&page, "delegations"), vec![delegation]);
+    assert_eq!(revoke_actions(&page, "applications"), vec![delegation]);
     assert_eq!(revoke_actions(&page, "consents"), vec![consent]);
 }
 
@@ -241,7 +259,7 @@ async fn a_revoke_without_the_csrf_token_is_refused(db: TestDb) {
     let (s, secret, cookie) = setup(&db).await;
     code_flow(&s, &cookie, ("printer", &secret), "photos.read", &["photos.read"]).await;
     let page = account_page(&s, &cookie).await;
-    let delegation = revoke_actions(&page, "delegations").remove(0);
+    let delegation = revoke_actions(&page, "applications").remove(0);
     let consent = revoke_actions(&page, "consents").remove(0);
     let before = events(&s).await.len();
     let wrong = "x".repeat(43);
@@ -262,7 +280,7 @@ async fn nobody_signed_in_goes_to_the_login_page(db: TestDb) {
     // A signed-out browser (its CSRF cookie kept) cannot revoke either.
     code_flow(&s, &cookie, ("printer", &secret), "photos.read", &["photos.read"]).await;
     let page = account_page(&s, &cookie).await;
-    let delegation = revoke_actions(&page, "delegations").remove(0);
+    let delegation = revoke_actions(&page, "applications").remove(0);
     // A signed-out browser: a pre-session id and the token bound to it.
     let r = no_redirect_client()
         .get(format!("{}/login", s.base))

@@ -1,11 +1,13 @@
-//! The account page: what a signed-in user has allowed, and revoking it.
+//! The account page: what a signed-in user has allowed, and taking it back.
 //!
-//! `GET /account` lists the user's delegations (what each application holds now, scope by scope) and
-//! consent decisions, newest first. Each live one has a revoke button: `POST
-//! /account/delegations/{id}/revoke` appends `DelegationRevoked` (which ends its access and refresh tokens
-//! at once), `POST /account/consents/{id}/revoke` appends `ConsentRevoked` (so the user is asked again).
-//! Only the owner may revoke: someone else's id answers 404 and appends nothing. Every form carries the
-//! CSRF token.
+//! `GET /account` lists one entry per application with access: everything its live delegations allow
+//! now (the union of their scopes, each with its furthest expiry), how and when it was granted, and one
+//! "Remove access" (`POST /account/applications/{client_id}/remove`), which ends every live delegation
+//! of that application and its standing consents in one append, so it must ask again. Delegations that
+//! ended are listed below as history, with why. Consent decisions have their own list and revoke button
+//! (`POST /account/consents/{id}/revoke`, `ConsentRevoked`); `POST /account/delegations/{id}/revoke`
+//! ends a single delegation. Only the owner may revoke: someone else's id answers 404 and appends
+//! nothing. Every form carries the CSRF token.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -39,6 +41,10 @@ use crate::delegations::reason::REVOKED_BY_USER;
 pub fn routes() -> Router<AppRef> {
     Router::new()
         .route(ACCOUNT, get(account_page))
+        .route(
+            "/account/applications/{client_id}/remove",
+            post(remove_application),
+        )
         .route("/account/delegations/{id}/revoke", post(revoke_delegation))
         .route("/account/consents/{id}/revoke", post(revoke_consent))
 }
@@ -53,16 +59,29 @@ struct ScopeLine {
     until: String,
 }
 
+/// A delegation that ended, in the history.
 struct DelegationRow {
-    id: String,
     client_name: String,
     scopes: Vec<ScopeLine>,
-    details: Vec<String>,
     created: String,
-    last_used: String,
-    active: bool,
-    /// "Active", "Expired", or "Revoked 2025-… UTC (by you)".
+    /// "Expired", or "Revoked 2025-… UTC (by you)".
     status: String,
+}
+
+/// One application with access: what its live delegations allow together.
+struct ApplicationRow {
+    client_name: String,
+    /// The form action that removes its access (the client id, percent-encoded).
+    remove: String,
+    scopes: Vec<ScopeLine>,
+    details: Vec<String>,
+    /// How it was granted, in words ("signed in on this site, with your password").
+    granted_via: String,
+    first_granted: String,
+    last_granted: String,
+    last_used: String,
+    /// Live delegations behind the entry.
+    grants: usize,
 }
 
 struct ConsentRow {
@@ -82,7 +101,9 @@ struct ConsentRow {
 struct AccountPage<'a> {
     username: &'a str,
     csrf: &'a str,
-    delegations: Vec<DelegationRow>,
+    applications: Vec<ApplicationRow>,
+    /// Delegations that ended (revoked or expired), newest first.
+    history: Vec<DelegationRow>,
     consents: Vec<ConsentRow>,
 }
 
@@ -142,7 +163,6 @@ fn delegation_row(d: &Delegation, client_name: String, policy: &Policy, now: Uni
         None => "Expired".into(),
     };
     DelegationRow {
-        id: d.delegation_id.clone(),
         client_name,
         scopes: d
             .scopes
@@ -153,12 +173,102 @@ fn delegation_row(d: &Delegation, client_name: String, policy: &Policy, now: Uni
                 until: until_text(g.expires_at, now),
             })
             .collect(),
-        details: details::describe(&d.authorization_details),
         created: utc(d.created_at),
-        last_used: utc(d.last_used_at),
-        active,
         status,
     }
+}
+
+/// How a grant type reads to the person who granted it.
+fn granted_via_text(grant_type: &str) -> &'static str {
+    match grant_type {
+        "authorization_code" | "implicit" => "signed in on this site",
+        "password" => "with your password, in the application",
+        "urn:ietf:params:oauth:grant-type:device_code" => "on another device, with a code",
+        "urn:openid:params:grant-type:ciba" => "approved on your approvals page",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => "vouched for by a trusted service",
+        "urn:ietf:params:oauth:grant-type:token-exchange" => "passed on by another application",
+        _ => "another way",
+    }
+}
+
+/// One entry per application from the user's delegations (newest first): the live ones merged, in the
+/// order of their newest grant; the ended ones returned apart as history. Pure.
+fn applications(
+    delegations: &[Delegation],
+    name_of: &dyn Fn(&str) -> String,
+    policy: &Policy,
+    now: UnixSeconds,
+) -> (Vec<ApplicationRow>, Vec<DelegationRow>) {
+    let mut order: Vec<&str> = Vec::new();
+    let mut live: BTreeMap<&str, Vec<&Delegation>> = BTreeMap::new();
+    let mut history = Vec::new();
+    for d in delegations {
+        if d.is_active_at(now) {
+            if !live.contains_key(d.client_id.as_str()) {
+                order.push(&d.client_id);
+            }
+            live.entry(&d.client_id).or_default().push(d);
+        } else {
+            history.push(delegation_row(d, name_of(&d.client_id), policy, now));
+        }
+    }
+    let rows = order
+        .into_iter()
+        .filter_map(|client_id| live.get(client_id).map(|ds| (client_id, ds)))
+        .map(|(client_id, ds)| {
+            // Each scope once, living as long as the longest-lived grant of it.
+            let mut scopes: Vec<(&str, Option<UnixSeconds>)> = Vec::new();
+            let mut details: Vec<String> = Vec::new();
+            let mut via: Vec<&str> = Vec::new();
+            for d in ds {
+                for g in d.scopes_at(now) {
+                    match scopes.iter_mut().find(|(name, _)| *name == g.scope) {
+                        Some((_, until)) => {
+                            *until = match (*until, g.expires_at) {
+                                (Some(a), Some(b)) => Some(a.max(b)),
+                                _ => None,
+                            }
+                        }
+                        None => scopes.push((&g.scope, g.expires_at)),
+                    }
+                }
+                for line in details::describe(&d.authorization_details) {
+                    if !details.contains(&line) {
+                        details.push(line);
+                    }
+                }
+                let how = granted_via_text(&d.grant_type);
+                if !via.contains(&how) {
+                    via.push(how);
+                }
+            }
+            let first = ds.iter().map(|d| d.created_at).min().unwrap_or_default();
+            let last = ds.iter().map(|d| d.created_at).max().unwrap_or_default();
+            let used = ds.iter().map(|d| d.last_used_at).max().unwrap_or_default();
+            ApplicationRow {
+                client_name: name_of(client_id),
+                remove: format!(
+                    "/account/applications/{}/remove",
+                    form_urlencoded::byte_serialize(client_id.as_bytes()).collect::<String>()
+                ),
+                scopes: scopes
+                    .into_iter()
+                    .map(|(name, until)| ScopeLine {
+                        name: name.to_owned(),
+                        description: scope_description(policy, name),
+                        until: until_text(until, now),
+                    })
+                    .collect(),
+                details,
+                granted_via: via.join(", "),
+                first_granted: utc(first),
+                last_granted: utc(last),
+                last_used: utc(used),
+                grants: ds.len(),
+            }
+        })
+        .collect();
+    (rows, history)
 }
 
 fn consent_row(c: &Consent, client_name: String, policy: &Policy, now: UnixSeconds) -> ConsentRow {
@@ -257,13 +367,12 @@ async fn render_account(
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     let policy = app.policy();
     let (token, set) = csrf::token(app, headers, now).await?;
+    let (applications, history) = applications(&delegations, &name_of, &policy, now);
     let page = AccountPage {
         username: &session.username,
         csrf: &token,
-        delegations: delegations
-            .iter()
-            .map(|d| delegation_row(d, name_of(&d.client_id), &policy, now))
-            .collect(),
+        applications,
+        history,
         consents: consents
             .iter()
             .map(|c| consent_row(c, name_of(&c.client_id), &policy, now))
@@ -354,6 +463,68 @@ async fn revoke_delegation(
     append_as(&app, &session, request).await
 }
 
+/// `POST /account/applications/{client_id}/remove`: ends every live delegation of the application and
+/// its standing consents, in one append, so it has no access and must ask again.
+async fn remove_application(
+    State(app): State<AppRef>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<RevokeForm>,
+) -> Response {
+    let now = app.now();
+    let session = match signed_in_form(&app, &headers, &f, now).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filter = RowFilter {
+        subject: Some(&session.subject),
+        client_id: Some(&client_id),
+        ..RowFilter::default()
+    };
+    let delegations: Vec<Delegation> = match store::find(app.store.as_ref(), filter).await {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    let consents: Vec<Consent> = match store::find(app.store.as_ref(), filter).await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let mine = |subject: &str, client: &str| subject == session.subject && client == client_id;
+    let delegations: Vec<&Delegation> = delegations
+        .iter()
+        .filter(|d| mine(&d.subject, &d.client_id))
+        .collect();
+    if delegations.is_empty() {
+        return not_found();
+    }
+    let ended = delegations
+        .iter()
+        .filter(|d| d.revoked.is_none())
+        .map(|d| crate::delegations::revoke(&d.delegation_id, REVOKED_BY_USER, ExpectedVersion::Any, now));
+    let withdrawn = consents
+        .iter()
+        .filter(|c| mine(&c.subject, &c.client_id) && c.is_standing_at(now))
+        .map(|c| consent_revoked(c, now));
+    match ended.chain(withdrawn).reduce(AppendRequest::and) {
+        Some(request) => append_as(&app, &session, request).await,
+        // Everything had ended already (another tab): nothing more to record.
+        None => see_other(ACCOUNT),
+    }
+}
+
+/// The append that withdraws a consent.
+fn consent_revoked(consent: &Consent, now: UnixSeconds) -> AppendRequest {
+    AppendRequest::to_stream(
+        projections::event::streams::consent(&consent.consent_id),
+        ExpectedVersion::Any,
+        vec![Event::ConsentRevoked(ConsentRevoked {
+            v: V1,
+            consent_id: consent.consent_id.clone(),
+            at: now,
+        })],
+    )
+}
+
 /// `POST /account/consents/{id}/revoke`.
 async fn revoke_consent(
     State(app): State<AppRef>,
@@ -374,17 +545,7 @@ async fn revoke_consent(
     if consent.revoked_at.is_some() {
         return see_other(ACCOUNT);
     }
-    let event = Event::ConsentRevoked(ConsentRevoked {
-        v: V1,
-        consent_id: consent.consent_id.clone(),
-        at: now,
-    });
-    let request = AppendRequest::to_stream(
-        projections::event::streams::consent(&consent.consent_id),
-        ExpectedVersion::Any,
-        vec![event],
-    );
-    append_as(&app, &session, request).await
+    append_as(&app, &session, consent_revoked(&consent, now)).await
 }
 
 // ---- responses ----
@@ -423,6 +584,84 @@ mod tests {
         assert_eq!(until_text(None, 0), "Until revoked");
         assert_eq!(until_text(Some(60), 0), "Until 1970-01-01 00:01 UTC");
         assert_eq!(until_text(Some(60), 60), "Expired 1970-01-01 00:01 UTC");
+    }
+
+    fn delegation(id: &str, client: &str, created: i64, scopes: &[(&str, Option<i64>)]) -> Delegation {
+        Delegation {
+            delegation_id: id.into(),
+            subject: "sub-ann".into(),
+            client_id: client.into(),
+            scopes: scopes
+                .iter()
+                .map(|(s, e)| projections::event::GrantedScope {
+                    scope: (*s).into(),
+                    expires_at: *e,
+                })
+                .collect(),
+            authorization_details: serde_json::Value::Null,
+            claims: serde_json::Value::Null,
+            auth: Default::default(),
+            grant_type: "authorization_code".into(),
+            created_at: created,
+            created_position: 1,
+            last_used_at: created,
+            revoked: None,
+            audience: vec![],
+        }
+    }
+
+    #[test]
+    fn an_application_is_one_entry_with_everything_its_live_grants_allow() {
+        let policy = crate::policy::authorizers::testing::policy(
+            "[[scopes]]\nname = \"read\"\ndescription = \"Read\"\n[[scopes]]\nname = \"write\"\n",
+        );
+        let now = 1_000;
+        let mut device = delegation("d2", "app", 900, &[("read", Some(5_000))]);
+        device.grant_type = "urn:ietf:params:oauth:grant-type:device_code".into();
+        let mut ended = delegation("d0", "app", 100, &[("write", None)]);
+        ended.revoked = Some(projections::delegations::Revocation {
+            at: 200,
+            reason: REVOKED_BY_USER,
+        });
+        // Newest first, as the page reads them
+        let given = vec![
+            delegation("d3", "other", 950, &[("read", None)]),
+            device,
+            delegation(
+                "d1",
+                "app",
+                500,
+                &[("read", Some(2_000)), ("write", None), ("gone", Some(600))],
+            ),
+            ended,
+        ];
+        let name_of = |id: &str| id.to_uppercase();
+        let (apps, history) = applications(&given, &name_of, &policy, now);
+        assert_eq!(
+            apps.iter().map(|a| a.client_name.as_str()).collect::<Vec<_>>(),
+            ["OTHER", "APP"]
+        );
+        let app = &apps[1];
+        // Each scope once, living as long as its longest grant; an expired one is not "now"
+        let scopes: Vec<(&str, &str)> = app
+            .scopes
+            .iter()
+            .map(|s| (s.name.as_str(), s.until.as_str()))
+            .collect();
+        assert_eq!(
+            scopes,
+            [("read", "Until 1970-01-01 01:23 UTC"), ("write", "Until revoked")]
+        );
+        assert_eq!(app.grants, 2);
+        assert_eq!(app.first_granted, utc(500));
+        assert_eq!(app.last_granted, utc(900));
+        assert_eq!(
+            app.granted_via,
+            "on another device, with a code, signed in on this site"
+        );
+        assert_eq!(app.remove, "/account/applications/app/remove");
+        assert_eq!(history.len(), 1);
+        assert!(history[0].status.starts_with("Revoked") && history[0].status.contains("by you"));
     }
 
     #[test]
