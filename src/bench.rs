@@ -43,9 +43,9 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<u64>,
     },
-    /// Whether cost grows with history: append and `client_credentials` throughput on this ledger (run it
-    /// on a fresh database), then again after `--events` more events in the same database; prints both
-    /// and their ratio.
+    /// Whether cost grows with history: adds `--events` events to this ledger, then measures append and
+    /// `client_credentials` throughput on it and on a fresh ledger beside it (a file next to it, or a
+    /// schema in the same PostgreSQL database), round by round in turn; prints both and their ratio.
     History {
         /// Events to add between the two measurements.
         #[arg(long, default_value_t = 1_000_000)]
@@ -134,7 +134,7 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
                 concurrency: concurrency.max(1),
                 rounds: rounds.max(1),
             };
-            let result = history(store.clone(), events, sizes).await;
+            let result = history(store.clone(), url, events, sizes).await;
             store.close().await;
             for line in result? {
                 println!("{} {line}", crate::cli::redact(url));
@@ -348,49 +348,161 @@ struct Sizes {
     rounds: u32,
 }
 
-/// The best of `rounds` runs of appends, then of tokens.
+/// One run of appends, then one of tokens.
 async fn measure(store: &Arc<dyn EventStore>, sizes: Sizes) -> Result<(Report, Report), CliError> {
-    let best = |a: Report, b: Report| if b.rate() > a.rate() { b } else { a };
-    let mut appends = append(store.clone(), sizes.appends, sizes.concurrency, false).await?;
-    let levels = vec![sizes.concurrency; sizes.rounds as usize];
-    for _ in 1..sizes.rounds {
-        appends = best(
-            appends,
-            append(store.clone(), sizes.appends, sizes.concurrency, false).await?,
-        );
-    }
-    let tokens = tokens(store.clone(), sizes.requests, &levels)
+    let appends = append(store.clone(), sizes.appends, sizes.concurrency, false).await?;
+    let tokens = tokens(store.clone(), sizes.requests, &[sizes.concurrency])
         .await?
         .into_iter()
-        .reduce(best)
+        .next()
         .ok_or_else(|| CliError::Usage("no measurement".into()))?;
     Ok((appends, tokens))
 }
 
-/// Measures appends and tokens, adds `events` events, measures again; one line per measurement.
-async fn history(store: Arc<dyn EventStore>, events: u64, sizes: Sizes) -> Result<Vec<String>, CliError> {
-    let concurrency = sizes.concurrency;
-    // An unmeasured round first: connection pools, the database's caches and its plan cache start
-    // cold, and a cold fresh figure would flatter the ratio.
-    measure(&store, Sizes { rounds: 1, ..sizes }).await?;
-    let fresh_at = store.head().await?.position;
-    let (fresh_appends, fresh_tokens) = measure(&store, sizes).await?;
+/// A new, empty ledger beside the one at `url` (a file next to it, or a schema in the same PostgreSQL
+/// database), measured alongside it, and removed afterwards.
+struct Sibling {
+    url: String,
+    drop: Cleanup,
+}
 
+enum Cleanup {
+    Files(Vec<std::path::PathBuf>),
+    Schema { url: String, schema: String },
+}
+
+impl Sibling {
+    async fn create(url: &str) -> Result<Sibling, CliError> {
+        let id = crate::ids::id().replace('-', "");
+        if url.starts_with("postgres") {
+            use sqlx::Connection;
+            let schema = format!("bench_fresh_{id}");
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot connect to create a fresh schema: {e}")))?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot create schema {schema}: {e}")))?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Ok(Sibling {
+                url: format!("{url}{sep}options[search_path]={schema}"),
+                drop: Cleanup::Schema {
+                    url: url.to_owned(),
+                    schema,
+                },
+            })
+        } else {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            let fresh = format!("{path}.fresh-{id}");
+            let files = ["", "-wal", "-shm"]
+                .iter()
+                .map(|suffix| std::path::PathBuf::from(format!("{fresh}{suffix}")))
+                .collect();
+            Ok(Sibling {
+                url: format!("sqlite://{fresh}"),
+                drop: Cleanup::Files(files),
+            })
+        }
+    }
+
+    async fn remove(self) {
+        match self.drop {
+            Cleanup::Files(files) => {
+                for f in files {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+            Cleanup::Schema { url, schema } => {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Adds `events` events to the ledger at `url`, then measures it and a fresh ledger beside it in
+/// alternating rounds, so a change in the machine's load between rounds affects both alike; the best
+/// round of each counts. One line per measurement.
+async fn history(
+    store: Arc<dyn EventStore>,
+    url: &str,
+    events: u64,
+    sizes: Sizes,
+) -> Result<Vec<String>, CliError> {
+    let sibling = Sibling::create(url).await?;
+    let fresh = match store::open(&sibling.url).await {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            sibling.remove().await;
+            return Err(e.into());
+        }
+    };
+    let result = compare(&fresh, &store, events, sizes).await;
+    fresh.close().await;
+    sibling.remove().await;
+    result
+}
+
+async fn compare(
+    fresh: &Arc<dyn EventStore>,
+    aged: &Arc<dyn EventStore>,
+    events: u64,
+    sizes: Sizes,
+) -> Result<Vec<String>, CliError> {
+    let concurrency = sizes.concurrency;
     let started = stopwatch();
-    fill(store.clone(), events).await?;
+    fill(aged.clone(), events).await?;
     let filled = started.elapsed();
-    let later_at = store.head().await?.position;
     eprintln!(
         "added {events} events in {:.1} s ({:.0} events/s)",
         filled.as_secs_f64(),
         events as f64 / filled.as_secs_f64()
     );
-
-    let (later_appends, later_tokens) = measure(&store, sizes).await?;
+    // An unmeasured round of each first: pools, caches and plan caches start cold.
+    measure(fresh, sizes).await?;
+    measure(aged, sizes).await?;
+    let fresh_at = fresh.head().await?.position;
+    let aged_at = aged.head().await?.position;
+    let best = |a: Option<Report>, b: Report| match a {
+        Some(a) if a.rate() >= b.rate() => a,
+        _ => b,
+    };
+    let (mut fa, mut ft, mut aa, mut at) = (None, None, None, None);
+    for round in 0..sizes.rounds {
+        let (appends, tokens) = measure(fresh, sizes).await?;
+        eprintln!(
+            "round {round}: fresh {:.0} events/s, {:.0} tokens/s",
+            appends.rate(),
+            tokens.rate()
+        );
+        fa = Some(best(fa, appends));
+        ft = Some(best(ft, tokens));
+        let (appends, tokens) = measure(aged, sizes).await?;
+        eprintln!(
+            "round {round}: aged {:.0} events/s, {:.0} tokens/s",
+            appends.rate(),
+            tokens.rate()
+        );
+        aa = Some(best(aa, appends));
+        at = Some(best(at, tokens));
+    }
+    let (Some(fa), Some(ft), Some(aa), Some(at)) = (fa, ft, aa, at) else {
+        return Err(CliError::Usage("no measurement".into()));
+    };
     let line = |what: &str, unit: &str, fresh: &Report, later: &Report| {
         format!(
             "{what} concurrency {concurrency}: {:.0} {unit} (p99 {:.1} ms) with {fresh_at} events, \
-             {:.0} {unit} (p99 {:.1} ms) with {later_at}: ratio {:.2}",
+             {:.0} {unit} (p99 {:.1} ms) with {aged_at}: ratio {:.2}",
             fresh.rate(),
             fresh.p99.as_secs_f64() * 1e3,
             later.rate(),
@@ -399,8 +511,8 @@ async fn history(store: Arc<dyn EventStore>, events: u64, sizes: Sizes) -> Resul
         )
     };
     Ok(vec![
-        line("appends", "events/s", &fresh_appends, &later_appends),
-        line("client_credentials", "tokens/s", &fresh_tokens, &later_tokens),
+        line("appends", "events/s", &fa, &aa),
+        line("client_credentials", "tokens/s", &ft, &at),
     ])
 }
 
