@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use projections::event::{ClientAudience, ClientKind};
+use projections::event::{Actors, ClientAudience, ClientKind, Party, TokenExchangeSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Algorithm;
@@ -19,6 +19,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "refresh_token",
     "implicit",
     "password",
+    crate::grants::token_exchange::GRANT_TYPE,
 ];
 
 /// Client authentication methods this server implements.
@@ -280,6 +281,46 @@ pub struct ClientConfig {
     /// The password grant may sign in users who have a second factor, with the password alone.
     #[serde(default)]
     pub password_grant_second_factor_users: bool,
+    /// What the client may do with token exchange (RFC 8693); with the token exchange grant type.
+    #[serde(default)]
+    pub token_exchange: Option<TokenExchangeConfig>,
+    /// The subject of the one actor that may exchange this client's access tokens (`may_act`).
+    #[serde(default)]
+    pub may_act: Option<String>,
+}
+
+/// A client's `token_exchange` settings, in the configuration file and the admin API.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// May exchange without an actor token: the new token is the subject's (impersonation).
+    #[serde(default)]
+    pub impersonation: bool,
+    /// `true` (any actor), `false` (none, the default), or the subjects that may act.
+    #[serde(default)]
+    pub actors: Actors,
+    /// May ask for a refresh token in its own delegations.
+    #[serde(default)]
+    pub refresh_tokens: bool,
+}
+
+impl TokenExchangeConfig {
+    /// The settings a registration records.
+    pub fn settings(&self) -> TokenExchangeSettings {
+        TokenExchangeSettings {
+            impersonation: self.impersonation,
+            actors: self.actors.clone(),
+            refresh_tokens: self.refresh_tokens,
+        }
+    }
+}
+
+/// The `may_act` party a client setting names: a subject of this server.
+pub fn may_act_party(subject: Option<&String>) -> Option<Party> {
+    subject.map(|sub| Party {
+        sub: sub.clone(),
+        iss: None,
+    })
 }
 
 fn default_issuer() -> String {
