@@ -617,3 +617,517 @@ pub async fn grant(
     let outcome = decide(&policy, client, settings, &facts, request, now)?;
     record(app, &policy, client, outcome, now).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::authorizers::testing::{self, NOW, client};
+    use projections::delegations::Revocation;
+    use projections::event::{Actors, GrantedScope, RevocationReason, TokenExchangeSettings};
+
+    const ISSUER: &str = "https://id.example";
+    const API: &str = "https://api.example";
+    const PAYMENTS: &str = "https://payments.example";
+
+    fn policy() -> Policy {
+        testing::policy(
+            r#"
+            default_audience = "https://api.example"
+            [[authorizers]]
+            name = "never"
+            type = "deny"
+            reason = "retired"
+            [[scopes]]
+            name = "read"
+            [[scopes]]
+            name = "write"
+            [[scopes]]
+            name = "old"
+            authorizers = ["never"]
+        "#,
+        )
+    }
+
+    /// The service `svc`: it serves the API and may target the payments API too.
+    fn svc(settings: TokenExchangeSettings) -> Client {
+        let mut c = client("svc");
+        c.spec.grant_types = vec![GRANT_TYPE.into(), "refresh_token".into()];
+        c.spec.scopes = vec!["read".into(), "write".into(), "old".into()];
+        c.spec.resources = vec![API.into(), PAYMENTS.into()];
+        c.spec.token_exchange = Some(settings);
+        c
+    }
+
+    fn delegating() -> TokenExchangeSettings {
+        TokenExchangeSettings {
+            actors: Actors::Any(true),
+            ..TokenExchangeSettings::default()
+        }
+    }
+
+    fn impersonating() -> TokenExchangeSettings {
+        TokenExchangeSettings {
+            impersonation: true,
+            refresh_tokens: true,
+            ..TokenExchangeSettings::default()
+        }
+    }
+
+    const SETTINGS: Settings<'static> = Settings {
+        issuer: ISSUER,
+        refresh: refresh::Settings {
+            delegation_lifetime_seconds: 90 * 86_400,
+        },
+        refresh_token_seconds: 86_400,
+    };
+
+    /// Ann's access token, issued to `app` for the API, from delegation `d`.
+    fn subject(kind: SubjectKind) -> Subject {
+        Subject {
+            kind,
+            subject: "sub-ann".into(),
+            client_id: "app".into(),
+            scopes: vec!["read".into(), "write".into()],
+            audience: vec![API.into()],
+            delegation_id: Some("d".into()),
+            expires_at: Some(NOW + 300),
+            active: true,
+            act: None,
+            may_act: None,
+        }
+    }
+
+    fn delegation(client_id: &str) -> Delegation {
+        Delegation {
+            delegation_id: "d".into(),
+            subject: "sub-ann".into(),
+            client_id: client_id.into(),
+            scopes: ["read", "write", "old"]
+                .iter()
+                .map(|s| GrantedScope {
+                    scope: (*s).into(),
+                    expires_at: None,
+                })
+                .collect(),
+            authorization_details: Value::Null,
+            claims: Value::Null,
+            auth: AuthContext::default(),
+            grant_type: "authorization_code".into(),
+            created_at: NOW - 86_400,
+            created_position: 1,
+            last_used_at: NOW - 100,
+            revoked: None,
+            audience: vec![API.into()],
+        }
+    }
+
+    fn actor(sub: &str, client_id: &str) -> Option<Acting> {
+        Some(Acting {
+            subject: sub.into(),
+            client_id: client_id.into(),
+            active: true,
+        })
+    }
+
+    fn given(subject: Subject) -> Facts {
+        Facts {
+            subject: Some(subject),
+            delegation: Some(delegation("app")),
+            ..Facts::default()
+        }
+    }
+
+    fn with_actor(mut facts: Facts, acting: Option<Acting>) -> Facts {
+        facts.actor = acting;
+        facts
+    }
+
+    const PLAIN: Request<'static> = Request {
+        scope: None,
+        target: None,
+        requested: Requested::AccessToken,
+        actor_token: false,
+    };
+
+    const ACTING: Request<'static> = Request {
+        actor_token: true,
+        ..PLAIN
+    };
+
+    /// What the exchange answers: the error code, or the issued scopes, audience and `act` subjects.
+    fn then(client: &Client, facts: &Facts, request: Request<'_>) -> String {
+        match decide(&policy(), client, SETTINGS, facts, request, NOW) {
+            Err(e) => e.to_string(),
+            Ok(o) => {
+                let mut acts = vec![];
+                let mut act = o.act.as_ref();
+                while let Some(a) = act {
+                    acts.push(a.sub.clone());
+                    act = a.act.as_deref();
+                }
+                format!(
+                    "{} @ {} act [{}]{}",
+                    o.decision.scope_names().join(" "),
+                    o.decision.audience.join(" "),
+                    acts.join(" > "),
+                    if o.refresh_token_seconds.is_some() {
+                        " +refresh"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn exchange_table() {
+        let may_act = Subject {
+            may_act: Some(Party {
+                sub: "sub-bob".into(),
+                iss: None,
+            }),
+            ..subject(SubjectKind::AccessToken)
+        };
+        let may_act_elsewhere = Subject {
+            may_act: Some(Party {
+                sub: "sub-bob".into(),
+                iss: Some("https://other.example".into()),
+            }),
+            ..subject(SubjectKind::AccessToken)
+        };
+        let already_acted = Subject {
+            act: Some(Actor {
+                sub: "sub-carol".into(),
+                act: None,
+            }),
+            ..subject(SubjectKind::AccessToken)
+        };
+        let inactive = Subject {
+            active: false,
+            ..subject(SubjectKind::AccessToken)
+        };
+        let someone_elses = Subject {
+            client_id: "other".into(),
+            audience: vec!["https://elsewhere.example".into()],
+            ..subject(SubjectKind::AccessToken)
+        };
+        let others_refresh = Subject {
+            client_id: "other".into(),
+            ..subject(SubjectKind::RefreshToken)
+        };
+        let own_refresh = Subject {
+            client_id: "svc".into(),
+            ..subject(SubjectKind::RefreshToken)
+        };
+        let id_token_for = |aud: &str| Subject {
+            client_id: aud.into(),
+            scopes: vec!["openid".into()],
+            audience: vec![aud.into()],
+            ..subject(SubjectKind::IdToken)
+        };
+        let machine = Subject {
+            subject: "batch".into(),
+            client_id: "batch".into(),
+            delegation_id: None,
+            ..subject(SubjectKind::AccessToken)
+        };
+        let mut revoked = given(subject(SubjectKind::AccessToken));
+        if let Some(d) = revoked.delegation.as_mut() {
+            d.revoked = Some(Revocation {
+                reason: RevocationReason::RevokedByUser,
+                at: NOW - 5,
+            });
+        }
+        let mut own_delegation = given(own_refresh.clone());
+        own_delegation.delegation = Some(delegation("svc"));
+        let read = ["read".to_owned()];
+        let widen = ["read".to_owned(), "old".to_owned()];
+        let bob = actor("sub-bob", "svc");
+        let named = |names: &[&str]| TokenExchangeSettings {
+            actors: Actors::Only(names.iter().map(|n| (*n).to_owned()).collect()),
+            ..TokenExchangeSettings::default()
+        };
+        let delegates = svc(delegating());
+        let impersonates = svc(impersonating());
+        let lists_bob = svc(named(&["sub-bob"]));
+        let lists_dan = svc(named(&["sub-dan"]));
+
+        let cases: Vec<(&str, &Client, Facts, Request<'_>, &str)> = vec![
+            // Delegation and impersonation, routed on the subject token
+            (
+                "may_act and its actor: act names the actor",
+                &delegates,
+                with_actor(given(may_act.clone()), bob.clone()),
+                ACTING,
+                "read write @ https://api.example act [sub-bob]",
+            ),
+            (
+                "may_act without an actor token, by a client that may impersonate",
+                &impersonates,
+                given(may_act.clone()),
+                PLAIN,
+                "invalid_request",
+            ),
+            (
+                "may_act and another actor",
+                &delegates,
+                with_actor(given(may_act.clone()), actor("sub-eve", "svc")),
+                ACTING,
+                "invalid_request",
+            ),
+            (
+                "may_act naming another issuer's party",
+                &delegates,
+                with_actor(given(may_act_elsewhere), bob.clone()),
+                ACTING,
+                "invalid_request",
+            ),
+            (
+                "a subject token that already had an actor: act nests",
+                &delegates,
+                with_actor(given(already_acted.clone()), bob.clone()),
+                ACTING,
+                "read write @ https://api.example act [sub-bob > sub-carol]",
+            ),
+            (
+                "impersonation by a client configured for it",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                PLAIN,
+                "read write @ https://api.example act []",
+            ),
+            (
+                "impersonation keeps whoever already acted",
+                &impersonates,
+                given(already_acted),
+                PLAIN,
+                "read write @ https://api.example act [sub-carol]",
+            ),
+            (
+                "impersonation by a client not configured for it",
+                &delegates,
+                given(subject(SubjectKind::AccessToken)),
+                PLAIN,
+                "invalid_request",
+            ),
+            (
+                "an actor the client may not present",
+                &impersonates,
+                with_actor(given(subject(SubjectKind::AccessToken)), bob.clone()),
+                ACTING,
+                "invalid_request",
+            ),
+            (
+                "an actor the client lists",
+                &lists_bob,
+                with_actor(given(subject(SubjectKind::AccessToken)), bob.clone()),
+                ACTING,
+                "read write @ https://api.example act [sub-bob]",
+            ),
+            (
+                "an actor the client does not list",
+                &lists_dan,
+                with_actor(given(subject(SubjectKind::AccessToken)), bob.clone()),
+                ACTING,
+                "invalid_request",
+            ),
+            (
+                "an actor token issued to another client",
+                &delegates,
+                with_actor(given(may_act.clone()), actor("sub-bob", "other")),
+                ACTING,
+                "invalid_request",
+            ),
+            (
+                "an actor token that is not active",
+                &delegates,
+                with_actor(
+                    given(may_act),
+                    Some(Acting {
+                        active: false,
+                        ..Acting {
+                            subject: "sub-bob".into(),
+                            client_id: "svc".into(),
+                            active: true,
+                        }
+                    }),
+                ),
+                ACTING,
+                "invalid_grant",
+            ),
+            // Scopes and audiences narrow, within what the client registered
+            (
+                "a narrower scope",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                Request {
+                    scope: Some(&read),
+                    ..PLAIN
+                },
+                "read @ https://api.example act []",
+            ),
+            (
+                "a scope beyond the subject token's",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                Request {
+                    scope: Some(&widen),
+                    ..PLAIN
+                },
+                "invalid_scope",
+            ),
+            (
+                "another registered audience",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                Request {
+                    target: Some(PAYMENTS),
+                    ..PLAIN
+                },
+                "read write @ https://payments.example act []",
+            ),
+            (
+                "an audience the client did not register",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                Request {
+                    target: Some("https://elsewhere.example"),
+                    ..PLAIN
+                },
+                "invalid_target",
+            ),
+            // The subject token
+            (
+                "an inactive subject token",
+                &impersonates,
+                given(inactive),
+                PLAIN,
+                "invalid_grant",
+            ),
+            ("an unknown subject token", &impersonates, Facts::default(), PLAIN, "invalid_grant"),
+            (
+                "a subject token whose delegation was revoked",
+                &impersonates,
+                revoked,
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "an access token neither for this client nor its resources",
+                &impersonates,
+                given(someone_elses),
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "another client's refresh token",
+                &impersonates,
+                given(others_refresh),
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "an ID token issued to this client",
+                &impersonates,
+                given(id_token_for("svc")),
+                PLAIN,
+                "read write @ https://api.example act []",
+            ),
+            (
+                "an ID token issued to another client",
+                &impersonates,
+                given(id_token_for("app")),
+                PLAIN,
+                "invalid_grant",
+            ),
+            (
+                "a client-credentials token: no delegation, still narrowed",
+                &impersonates,
+                Facts {
+                    subject: Some(machine),
+                    ..Facts::default()
+                },
+                Request {
+                    scope: Some(&read),
+                    ..PLAIN
+                },
+                "read @ https://api.example act []",
+            ),
+            // Refresh tokens
+            (
+                "a refresh token, not allowed to this client",
+                &delegates,
+                with_actor(given(subject(SubjectKind::AccessToken)), bob),
+                Request {
+                    requested: Requested::RefreshToken,
+                    ..ACTING
+                },
+                "invalid_request",
+            ),
+            (
+                "a refresh token in another client's delegation",
+                &impersonates,
+                given(subject(SubjectKind::AccessToken)),
+                Request {
+                    requested: Requested::RefreshToken,
+                    ..PLAIN
+                },
+                "invalid_request",
+            ),
+            (
+                "a refresh token in the client's own delegation",
+                &impersonates,
+                own_delegation,
+                Request {
+                    requested: Requested::RefreshToken,
+                    ..PLAIN
+                },
+                "read write @ https://api.example act [] +refresh",
+            ),
+        ];
+        for (name, client, facts, request, expected) in cases {
+            assert_eq!(then(client, &facts, request), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_exchanged_token_never_outlives_its_subject_token() {
+        let short = Subject {
+            expires_at: Some(NOW + 10),
+            ..subject(SubjectKind::AccessToken)
+        };
+        let Ok(o) = decide(
+            &policy(),
+            &svc(impersonating()),
+            SETTINGS,
+            &given(short),
+            PLAIN,
+            NOW,
+        ) else {
+            panic!("expected an exchange");
+        };
+        assert_eq!(o.decision.expires_at, NOW + 10);
+        assert_eq!(o.delegation_id.as_deref(), Some("d"));
+    }
+
+    #[test]
+    fn subject_token_types_parse_to_their_kind_and_a_foreign_jwt_is_not_accepted() {
+        assert_eq!(
+            SubjectToken::parse("t", token_types::REFRESH_TOKEN),
+            Ok(SubjectToken::RefreshToken("t"))
+        );
+        assert!(matches!(
+            SubjectToken::parse("t", token_types::JWT),
+            Err(OAuthError::InvalidRequest(m)) if m.contains("is not accepted")
+        ));
+        assert!(matches!(
+            ActorToken::parse(Some("t"), None),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Requested::parse(Some(token_types::ID_TOKEN)),
+            Err(OAuthError::InvalidRequest(_))
+        ));
+    }
+}
