@@ -348,4 +348,45 @@ mod tests {
         }
         assert!(validate_redirect_uri("com.example.app:/oauth2redirect", false).is_err());
     }
+
+    #[test]
+    fn token_exchange_settings_come_with_the_grant_type_and_allow_something() {
+        use projections::event::TokenExchangeSettings;
+        let spec = |grants: &[&str], settings: Option<TokenExchangeSettings>, auth: &str| ClientSpec {
+            client_id: "svc".into(),
+            name: "Service".into(),
+            grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
+            token_endpoint_auth_method: auth.into(),
+            token_exchange: settings,
+            ..ClientSpec::default()
+        };
+        let impersonate = TokenExchangeSettings {
+            impersonation: true,
+            ..TokenExchangeSettings::default()
+        };
+        let with_refresh = TokenExchangeSettings {
+            refresh_tokens: true,
+            ..impersonate.clone()
+        };
+        let te = TOKEN_EXCHANGE;
+        let basic = "client_secret_basic";
+        assert_eq!(validate(&spec(&[te], Some(impersonate.clone()), basic)), Ok(()));
+        let actors = TokenExchangeSettings {
+            actors: Actors::Only(vec!["sub-bob".into()]),
+            ..TokenExchangeSettings::default()
+        };
+        assert_eq!(validate(&spec(&[te], Some(actors), basic)), Ok(()));
+        for (why, bad) in [
+            ("settings without the grant", spec(&[], Some(impersonate.clone()), basic)),
+            ("the grant without settings", spec(&[te], None, basic)),
+            (
+                "settings allowing nothing",
+                spec(&[te], Some(TokenExchangeSettings::default()), basic),
+            ),
+            ("a public client", spec(&[te], Some(impersonate.clone()), "none")),
+            ("refresh tokens without the grant", spec(&[te], Some(with_refresh), basic)),
+        ] {
+            assert!(validate(&bad).is_err(), "{why}");
+        }
+    }
 }
