@@ -43,9 +43,8 @@ pub async fn find(
     jwt: &str,
     now: UnixSeconds,
 ) -> Result<Option<Found>, StoreError> {
-    let typ_ok = |t: &str| {
-        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    };
+    let typ_ok =
+        |t: &str| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt");
     find_kind(store, issuer, jwt, typ_ok, TokenKind::Access, now).await
 }
 
@@ -59,7 +58,15 @@ pub async fn find_id_token(
     jwt: &str,
     now: UnixSeconds,
 ) -> Result<Option<Found>, StoreError> {
-    find_kind(store, issuer, jwt, |t| t.eq_ignore_ascii_case("JWT"), TokenKind::Id, now).await
+    find_kind(
+        store,
+        issuer,
+        jwt,
+        |t| t.eq_ignore_ascii_case("JWT"),
+        TokenKind::Id,
+        now,
+    )
+    .await
 }
 
 async fn find_kind(

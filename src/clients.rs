@@ -115,7 +115,9 @@ fn validate_token_exchange(spec: &ClientSpec) -> Result<(), RegistrationError> {
         return invalid("a public client cannot exchange tokens: nothing proves which client asks");
     }
     if !settings.impersonation && settings.actors.is_none() {
-        return invalid("token_exchange must allow impersonation or actors, or the client could exchange nothing");
+        return invalid(
+            "token_exchange must allow impersonation or actors, or the client could exchange nothing",
+        );
     }
     if let Actors::Only(list) = &settings.actors
         && list.iter().any(|a| a.is_empty() || a.len() > 255)
@@ -377,14 +379,20 @@ mod tests {
         };
         assert_eq!(validate(&spec(&[te], Some(actors), basic)), Ok(()));
         for (why, bad) in [
-            ("settings without the grant", spec(&[], Some(impersonate.clone()), basic)),
+            (
+                "settings without the grant",
+                spec(&[], Some(impersonate.clone()), basic),
+            ),
             ("the grant without settings", spec(&[te], None, basic)),
             (
                 "settings allowing nothing",
                 spec(&[te], Some(TokenExchangeSettings::default()), basic),
             ),
             ("a public client", spec(&[te], Some(impersonate.clone()), "none")),
-            ("refresh tokens without the grant", spec(&[te], Some(with_refresh), basic)),
+            (
+                "refresh tokens without the grant",
+                spec(&[te], Some(with_refresh), basic),
+            ),
         ] {
             assert!(validate(&bad).is_err(), "{why}");
         }

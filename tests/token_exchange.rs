@@ -372,7 +372,10 @@ async fn act_nests_and_shows_in_the_token_introspection_and_audit(db: TestDb) {
         .unwrap();
     assert_eq!(explained["act"], nested);
     let text = consent_ledger::audit::explain::render(&explained);
-    assert!(text.contains("acted for by imp") && text.contains("acted for by svc"), "{text}");
+    assert!(
+        text.contains("acted for by imp") && text.contains("acted for by svc"),
+        "{text}"
+    );
 }
 
 async fn impersonation_is_refused_unless_configured(db: TestDb) {

@@ -296,7 +296,9 @@ pub fn decide(
     let act = match actor {
         Some(a) => {
             if !exchange.actors.allows(&a.subject) {
-                return Err(invalid_request("this client may not exchange tokens for this actor"));
+                return Err(invalid_request(
+                    "this client may not exchange tokens for this actor",
+                ));
             }
             Some(Actor {
                 sub: a.subject.clone(),
@@ -319,7 +321,11 @@ pub fn decide(
         Requested::AccessToken => None,
         Requested::RefreshToken => {
             let may_refresh = exchange.refresh_tokens
-                && client.spec.grant_types.iter().any(|g| g == GrantType::RefreshToken.name());
+                && client
+                    .spec
+                    .grant_types
+                    .iter()
+                    .any(|g| g == GrantType::RefreshToken.name());
             if !may_refresh {
                 return Err(invalid_request(
                     "this client may not receive refresh tokens by token exchange",
@@ -456,11 +462,13 @@ pub async fn fetch(
     };
     let actor = match actor_token {
         Some(ActorToken::AccessToken(jwt)) => {
-            access_tokens::find(store, issuer, jwt, now).await?.map(|f| Acting {
-                subject: f.token.subject,
-                client_id: f.token.client_id,
-                active: f.active,
-            })
+            access_tokens::find(store, issuer, jwt, now)
+                .await?
+                .map(|f| Acting {
+                    subject: f.token.subject,
+                    client_id: f.token.client_id,
+                    active: f.active,
+                })
         }
         None => None,
     };
@@ -1005,7 +1013,13 @@ mod tests {
                 PLAIN,
                 "invalid_grant",
             ),
-            ("an unknown subject token", &impersonates, Facts::default(), PLAIN, "invalid_grant"),
+            (
+                "an unknown subject token",
+                &impersonates,
+                Facts::default(),
+                PLAIN,
+                "invalid_grant",
+            ),
             (
                 "a subject token whose delegation was revoked",
                 &impersonates,
