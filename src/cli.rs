@@ -247,6 +247,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 None
             };
+            // Only a client the flags let exchange something gets settings; registration checks them.
+            let exchange = (token_exchange_impersonation || !token_exchange_actors.is_empty()).then_some(
+                projections::event::TokenExchangeSettings {
+                    impersonation: token_exchange_impersonation,
+                    actors: projections::event::Actors::Only(token_exchange_actors),
+                    refresh_tokens: false,
+                },
+            );
             let spec = ClientSpec {
                 client_id: id.clone(),
                 name,
@@ -262,13 +270,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 jwks_uri: None,
                 resources,
                 metadata: serde_json::Value::Null,
-                token_exchange: (token_exchange_impersonation || !token_exchange_actors.is_empty()).then(
-                    || projections::event::TokenExchangeSettings {
-                        impersonation: token_exchange_impersonation,
-                        actors: projections::event::Actors::Only(token_exchange_actors),
-                        refresh_tokens: false,
-                    },
-                ),
+                token_exchange: exchange,
                 ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;

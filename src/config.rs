@@ -628,4 +628,40 @@ mod tests {
         };
         assert_eq!(bad_issuer.validate("f").unwrap_err().key, "issuer");
     }
+
+    #[test]
+    fn a_client_file_entry_takes_token_exchange_settings_and_may_act() {
+        let client = |exchange: &str| {
+            format!(
+                r#"
+                [[clients]]
+                client_id = "svc"
+                name = "Service"
+                grant_types = ["{}"]
+                secret_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+                may_act = "gateway"
+                token_exchange = {exchange}
+                "#,
+                crate::grants::token_exchange::GRANT_TYPE
+            )
+        };
+        let c = Config::parse(
+            "c.toml",
+            &client(r#"{ impersonation = true, actors = ["gateway"] }"#),
+        )
+        .unwrap();
+        let spec = crate::clients::spec_from_config(&c.clients[0]);
+        assert_eq!(crate::clients::validate(&spec), Ok(()));
+        assert_eq!(spec.may_act.map(|p| p.sub), Some("gateway".to_owned()));
+        let settings = spec.token_exchange.unwrap();
+        assert!(settings.impersonation && !settings.refresh_tokens);
+        assert_eq!(settings.actors, Actors::Only(vec!["gateway".into()]));
+        let any = Config::parse("c.toml", &client("{ actors = true }")).unwrap();
+        assert_eq!(
+            any.clients[0].token_exchange.as_ref().map(|t| t.actors.clone()),
+            Some(Actors::Any(true))
+        );
+        let e = Config::parse("c.toml", &client("{ impersonate = true }")).unwrap_err();
+        assert!(e.to_string().contains("impersonate"), "{e}");
+    }
 }

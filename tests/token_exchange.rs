@@ -166,6 +166,7 @@ on_both_stores!(
     an_id_token_is_exchanged_for_an_access_token,
     an_id_token_is_not_accepted_as_an_access_token,
     a_refresh_token_is_refused_when_the_client_may_not_have_one,
+    a_refresh_token_continues_the_clients_own_delegation_when_allowed,
     a_foreign_jwt_subject_token_is_not_accepted_yet,
 );
 
@@ -546,4 +547,49 @@ async fn a_foreign_jwt_subject_token_is_not_accepted_yet(db: TestDb) {
             .contains("is not accepted"),
         "{body}"
     );
+}
+
+async fn a_refresh_token_continues_the_clients_own_delegation_when_allowed(db: TestDb) {
+    let (s, _) = setup(&db).await;
+    let secret = register_app(
+        &s,
+        "keeper",
+        &["read", "write"],
+        json!({
+            "grant_types": ["authorization_code", "refresh_token", TE],
+            "resources": [API],
+            "token_exchange": {"impersonation": true, "refresh_tokens": true},
+        }),
+    )
+    .await;
+    let tokens = user_tokens(&s, ("keeper", &secret), "read write").await;
+    let (status, body) = exchange(
+        &s,
+        ("keeper", &secret),
+        &[
+            ("subject_token", access_token(&tokens)),
+            ("subject_token_type", ACCESS),
+            ("requested_token_type", REFRESH),
+            ("scope", "read"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["issued_token_type"], ACCESS);
+    let refresh = body["refresh_token"].as_str().unwrap();
+    // The narrowed refresh token refreshes within the same delegation, and only to what it carries
+    let (status, _, refreshed) = s
+        .post_form(
+            "/token",
+            Some(("keeper", &secret)),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["scope"], "read");
+    let (original, renewed) = (
+        issued(&s, access_token(&tokens)).await,
+        issued(&s, access_token(&refreshed)).await,
+    );
+    assert_eq!(renewed.delegation_id, original.delegation_id);
 }

@@ -352,10 +352,7 @@ pub fn decide(
     };
 
     // Scopes narrow: what is asked must be in the subject token.
-    let held: Vec<String> = match (subject.kind, delegation) {
-        (SubjectKind::IdToken, Some(d)) => d.scopes_at(now).map(|g| g.scope.clone()).collect(),
-        _ => subject.scopes.clone(),
-    };
+    let held = held_scopes(subject, delegation, now);
     if let Some(extra) = request.scope.and_then(|r| r.iter().find(|s| !held.contains(s))) {
         return Err(OAuthError::InvalidScope(format!(
             "{extra} is not in the subject token's scope"
@@ -420,6 +417,14 @@ pub fn decide(
         act,
         refresh_token_seconds,
     })
+}
+
+/// The scopes a subject token carries: its own, or for an ID token its delegation's at `now`.
+fn held_scopes(subject: &Subject, delegation: Option<&Delegation>, now: UnixSeconds) -> Vec<String> {
+    match (subject.kind, delegation) {
+        (SubjectKind::IdToken, Some(d)) => d.scopes_at(now).map(|g| g.scope.clone()).collect(),
+        _ => subject.scopes.clone(),
+    }
 }
 
 /// The facts a verified JWT of this server gives.
@@ -491,6 +496,7 @@ pub async fn fetch(
             .map_or(Value::Null, |c| c.spec.metadata),
         (None, Some(_)) => Value::Null,
     };
+    let held = held_scopes(&subject, delegation.as_ref(), now);
     let external = external::fetch(
         &app.http,
         policy,
@@ -499,7 +505,7 @@ pub async fn fetch(
             subject: &subject.subject,
             grant_type: GRANT_TYPE,
             user_present: false,
-            requested: Some(request.scope.unwrap_or(&subject.scopes)),
+            requested: Some(request.scope.unwrap_or(&held)),
             now,
         },
     )
