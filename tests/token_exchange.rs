@@ -593,3 +593,53 @@ async fn a_refresh_token_continues_the_clients_own_delegation_when_allowed(db: T
     );
     assert_eq!(renewed.delegation_id, original.delegation_id);
 }
+
+/// `/openapi.json` documents the exchange's form, its token types and the client settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_token_exchange() {
+    let db = TestDb::sqlite();
+    let s = TestServer::start(&db, CONFIG).await;
+    let doc = s.get_json("/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["TokenExchangeGrant"]["enum"], json!([TE]), "{schemas}");
+    assert!(
+        schemas["GrantTypeSchema"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(TE))
+    );
+    let form = &schemas["TokenExchangeForm"];
+    for p in [
+        "subject_token",
+        "subject_token_type",
+        "actor_token",
+        "actor_token_type",
+        "requested_token_type",
+        "scope",
+        "resource",
+        "audience",
+    ] {
+        assert!(form["properties"].get(p).is_some(), "{p} in {form}");
+    }
+    assert_eq!(
+        form["required"],
+        json!(["grant_type", "subject_token", "subject_token_type"])
+    );
+    assert!(
+        schemas["SubjectTokenType"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ID))
+    );
+    assert!(
+        schemas["TokenResponseSchema"]["properties"]
+            .get("issued_token_type")
+            .is_some()
+    );
+    assert!(schemas["IntrospectionSchema"]["properties"].get("act").is_some());
+    let client = &schemas["ClientRegistration"]["properties"];
+    assert!(
+        client.get("token_exchange").is_some() && client.get("may_act").is_some(),
+        "{client}"
+    );
+}
