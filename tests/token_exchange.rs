@@ -372,11 +372,15 @@ async fn act_nests_and_shows_in_the_token_introspection_and_audit(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(explained["act"], nested);
+    let exchanged = &explained["decision_trail"]["exchanged"];
+    assert_eq!(exchanged["subject_token"], claims(&first)["jti"]);
+    assert_eq!(exchanged["actor_token"], claims(&imp_actor)["jti"]);
     let text = consent_ledger::audit::explain::render(&explained);
     assert!(
         text.contains("acted for by imp") && text.contains("acted for by svc"),
         "{text}"
     );
+    assert!(text.contains("exchanged from"), "{text}");
 }
 
 async fn impersonation_is_refused_unless_configured(db: TestDb) {

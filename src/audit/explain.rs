@@ -86,6 +86,17 @@ pub fn render(e: &Value) -> String {
         out.push_str(&format!("  acted for by {sub}\n"));
         act = &act["act"];
     }
+    let exchanged = &e["decision_trail"]["exchanged"];
+    if let Some(from) = exchanged["subject_token"].as_str() {
+        out.push_str(&format!(
+            "  exchanged from {} {from}",
+            s(&exchanged["subject_token_type"])
+        ));
+        if let Some(actor) = exchanged["actor_token"].as_str() {
+            out.push_str(&format!(", actor token {actor}"));
+        }
+        out.push('\n');
+    }
     if let Some(sub) = e["may_act"]["sub"].as_str() {
         out.push_str(&format!("  may be acted for by {sub}\n"));
     }

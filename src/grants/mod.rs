@@ -13,7 +13,7 @@ use projections::Event;
 use projections::clients::Client;
 use projections::event::{Actor, Party, TokenIssued, TokenKind, UnixSeconds, V1};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
@@ -197,12 +197,30 @@ pub async fn prepare_access_token(
     decision: &Decision,
     delegation_id: Option<String>,
 ) -> Result<(TokenResponse, AppendRequest), OAuthError> {
-    prepare_acting_token(app, policy, client, subject, grant, decision, delegation_id, None).await
+    prepare_acting_token(
+        app,
+        policy,
+        client,
+        subject,
+        grant,
+        decision,
+        delegation_id,
+        Exchanged::default(),
+    )
+    .await
 }
 
-/// [`prepare_access_token`] for a token in which `act` acts for the subject (RFC 8693 §4.1): the claim
-/// is signed into the token and recorded in its `TokenIssued`. Every access token also carries the
-/// client's `may_act`, if it names one.
+/// What a token exchange adds to the token it issues.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exchanged {
+    /// RFC 8693 §4.1 `act`: signed into the token and recorded in its `TokenIssued`.
+    pub act: Option<Actor>,
+    /// Which tokens were exchanged (by `jti` or hash), kept in the decision trail for auditors.
+    pub from: Option<Value>,
+}
+
+/// [`prepare_access_token`] for a token exchange: `exchanged.act` acts for the subject. Every access
+/// token also carries the client's `may_act`, if it names one.
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare_acting_token(
     app: &App,
@@ -212,8 +230,9 @@ pub async fn prepare_acting_token(
     grant: GrantType,
     decision: &Decision,
     delegation_id: Option<String>,
-    act: Option<Actor>,
+    exchanged: Exchanged,
 ) -> Result<(TokenResponse, AppendRequest), OAuthError> {
+    let Exchanged { act, from } = exchanged;
     let key = app
         .keys
         .current(app.store.as_ref(), decision.issued_at)
@@ -250,7 +269,10 @@ pub async fn prepare_acting_token(
         grant_type: grant.name().into(),
         issued_at: decision.issued_at,
         expires_at: decision.expires_at,
-        decision_trail: json!({ "scopes": decision.trail }),
+        decision_trail: match from {
+            Some(from) => json!({ "scopes": decision.trail, "exchanged": from }),
+            None => json!({ "scopes": decision.trail }),
+        },
         policy_version: Some(policy.version.clone()),
         act,
         may_act: client.spec.may_act.clone(),

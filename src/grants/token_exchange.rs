@@ -20,10 +20,10 @@ use projections::event::{Actor, AuthContext, Party, UnixSeconds};
 use projections::queries;
 use projections::refresh_tokens::RefreshToken;
 use projections::users::User;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::refresh::{self, Minting};
-use super::{GrantType, TokenResponse, prepare_acting_token};
+use super::{Exchanged, GrantType, TokenResponse, prepare_acting_token};
 use crate::access_tokens::{self, Found};
 use crate::app::App;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
@@ -140,10 +140,23 @@ pub enum SubjectKind {
     IdToken,
 }
 
+impl SubjectKind {
+    /// Its token type identifier.
+    pub fn token_type(self) -> &'static str {
+        match self {
+            SubjectKind::AccessToken => token_types::ACCESS_TOKEN,
+            SubjectKind::RefreshToken => token_types::REFRESH_TOKEN,
+            SubjectKind::IdToken => token_types::ID_TOKEN,
+        }
+    }
+}
+
 /// What a subject token stands for, as the ledger recorded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subject {
     pub kind: SubjectKind,
+    /// How the ledger names it: a JWT's `jti`, a refresh token's hash.
+    pub reference: String,
     /// Whose token it is (`sub`).
     pub subject: String,
     /// The client it was issued to.
@@ -162,6 +175,8 @@ pub struct Subject {
 /// The party an actor token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acting {
+    /// The actor token's `jti`.
+    pub jti: String,
     /// The actor token's subject: who acts.
     pub subject: String,
     /// The client the actor token was issued to.
@@ -205,6 +220,8 @@ pub struct Outcome {
     pub act: Option<Actor>,
     /// The refresh token's lifetime, when one is issued.
     pub refresh_token_seconds: Option<i64>,
+    /// Which subject (and actor) token were exchanged, for the decision trail.
+    pub from: Value,
 }
 
 fn invalid_grant(why: &str) -> OAuthError {
@@ -410,12 +427,18 @@ pub fn decide(
     if let Some(end) = subject.expires_at {
         decision.expires_at = decision.expires_at.min(end);
     }
+    let from = json!({
+        "subject_token_type": subject.kind.token_type(),
+        "subject_token": subject.reference,
+        "actor_token": actor.map(|a| &a.jti),
+    });
     Ok(Outcome {
         decision,
         subject: subject.subject.clone(),
         delegation_id: subject.delegation_id.clone(),
         act,
         refresh_token_seconds,
+        from,
     })
 }
 
@@ -431,6 +454,7 @@ fn held_scopes(subject: &Subject, delegation: Option<&Delegation>, now: UnixSeco
 fn from_found(kind: SubjectKind, f: Found) -> Subject {
     Subject {
         kind,
+        reference: f.token.jti,
         subject: f.token.subject,
         client_id: f.token.client_id,
         scopes: f.token.scopes,
@@ -470,6 +494,7 @@ pub async fn fetch(
             access_tokens::find(store, issuer, jwt, now)
                 .await?
                 .map(|f| Acting {
+                    jti: f.token.jti,
                     subject: f.token.subject,
                     client_id: f.token.client_id,
                     active: f.active,
@@ -537,6 +562,7 @@ async fn refresh_subject(
     let active = queries::refresh_token_active(&token, Some(client), delegation.as_ref(), now);
     Ok(Some(Subject {
         kind: SubjectKind::RefreshToken,
+        reference: token.token_hash,
         subject: token.subject,
         client_id: token.client_id,
         scopes: token.scopes,
@@ -566,7 +592,10 @@ async fn record(
         GrantType::TokenExchange,
         &outcome.decision,
         outcome.delegation_id.clone(),
-        outcome.act,
+        Exchanged {
+            act: outcome.act,
+            from: Some(outcome.from),
+        },
     )
     .await?;
     response.issued_token_type = Some(token_types::ACCESS_TOKEN);
@@ -699,6 +728,7 @@ mod tests {
     fn subject(kind: SubjectKind) -> Subject {
         Subject {
             kind,
+            reference: "jti-1".into(),
             subject: "sub-ann".into(),
             client_id: "app".into(),
             scopes: vec!["read".into(), "write".into()],
@@ -737,6 +767,7 @@ mod tests {
 
     fn actor(sub: &str, client_id: &str) -> Option<Acting> {
         Some(Acting {
+            jti: "jti-actor".into(),
             subject: sub.into(),
             client_id: client_id.into(),
             active: true,
@@ -961,6 +992,7 @@ mod tests {
                     Some(Acting {
                         active: false,
                         ..Acting {
+                            jti: "jti-actor".into(),
                             subject: "sub-bob".into(),
                             client_id: "svc".into(),
                             active: true,
