@@ -6,7 +6,7 @@
 mod common;
 
 use common::flows::{claims, code_flow, introspect, register_app};
-use common::users::{add_user, login};
+use common::users::{add_user, csrf_token, login, no_redirect_client};
 use common::{TestDb, TestServer};
 use projections::Event;
 use serde_json::{Value, json};
@@ -163,6 +163,7 @@ on_both_stores!(
     act_nests_and_shows_in_the_token_introspection_and_audit,
     impersonation_is_refused_unless_configured,
     exchanged_token_ends_with_its_delegation,
+    exchanged_token_ends_when_the_user_revokes_on_the_account_page,
     an_id_token_is_exchanged_for_an_access_token,
     an_id_token_is_not_accepted_as_an_access_token,
     a_refresh_token_is_refused_when_the_client_may_not_have_one,
@@ -645,5 +646,38 @@ async fn the_openapi_document_describes_token_exchange() {
     assert!(
         client.get("token_exchange").is_some() && client.get("may_act").is_some(),
         "{client}"
+    );
+}
+
+async fn exchanged_token_ends_when_the_user_revokes_on_the_account_page(db: TestDb) {
+    let (s, c) = setup(&db).await;
+    let cookie = login(&s, "ann", PASSWORD).await;
+    let tokens = code_flow(&s, &cookie, ("web", &c.web), "read", &["read"]).await;
+    let (status, body) = exchange(
+        &s,
+        ("imp", &c.imp),
+        &[
+            ("subject_token", access_token(&tokens)),
+            ("subject_token_type", ACCESS),
+            ("resource", PAYMENTS),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let exchanged = access_token(&body).to_owned();
+    let delegation = issued(&s, &exchanged).await.delegation_id.unwrap();
+    assert_eq!(introspect(&s, ("imp", &c.imp), &exchanged).await["active"], true);
+    let csrf = csrf_token(&s, &cookie).await;
+    let r = no_redirect_client()
+        .post(format!("{}/account/delegations/{delegation}/revoke", s.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(
+        introspect(&s, ("imp", &c.imp), &exchanged).await,
+        json!({"active": false})
     );
 }
