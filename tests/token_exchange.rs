@@ -641,7 +641,9 @@ async fn the_openapi_document_describes_token_exchange() {
             .get("issued_token_type")
             .is_some()
     );
-    assert!(schemas["IntrospectionSchema"]["properties"].get("act").is_some());
+    let introspection = &schemas["IntrospectionSchema"];
+    assert!(introspection["properties"].get("act").is_some());
+    assert_eq!(introspection["required"], json!(["active"]), "{introspection}");
     let client = &schemas["ClientRegistration"]["properties"];
     assert!(
         client.get("token_exchange").is_some() && client.get("may_act").is_some(),

@@ -197,7 +197,7 @@ pub async fn prepare_access_token(
     decision: &Decision,
     delegation_id: Option<String>,
 ) -> Result<(TokenResponse, AppendRequest), OAuthError> {
-    prepare_acting_token(
+    prepare_exchanged_token(
         app,
         policy,
         client,
@@ -222,7 +222,7 @@ pub struct Exchanged {
 /// [`prepare_access_token`] for a token exchange: `exchanged.act` acts for the subject. Every access
 /// token also carries the client's `may_act`, if it names one.
 #[allow(clippy::too_many_arguments)]
-pub async fn prepare_acting_token(
+pub async fn prepare_exchanged_token(
     app: &App,
     policy: &Policy,
     client: &Client,

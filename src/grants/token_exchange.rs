@@ -23,7 +23,7 @@ use projections::users::User;
 use serde_json::{Value, json};
 
 use super::refresh::{self, Minting};
-use super::{Exchanged, GrantType, TokenResponse, prepare_acting_token};
+use super::{Exchanged, GrantType, TokenResponse, prepare_exchanged_token};
 use crate::access_tokens::{self, Found};
 use crate::app::App;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
@@ -584,7 +584,7 @@ async fn record(
     outcome: Outcome,
     now: UnixSeconds,
 ) -> Result<TokenResponse, OAuthError> {
-    let (mut response, mut append) = prepare_acting_token(
+    let (mut response, mut append) = prepare_exchanged_token(
         app,
         policy,
         client,

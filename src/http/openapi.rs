@@ -376,10 +376,10 @@ pub struct IntrospectionSchema {
     #[schema(nullable = false)]
     token_type: Option<String>,
     /// RFC 8693 §4.1: who acts for the subject (`sub`), nested (`act`) for each earlier actor.
-    #[schema(nullable = false, value_type = Object)]
+    #[schema(nullable = false, value_type = Option<Object>)]
     act: Option<serde_json::Value>,
     /// RFC 8693 §4.4: the one party (`sub`) that may act for the subject with this token.
-    #[schema(nullable = false, value_type = Object)]
+    #[schema(nullable = false, value_type = Option<Object>)]
     may_act: Option<serde_json::Value>,
 }
 
