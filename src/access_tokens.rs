@@ -1,6 +1,7 @@
 //! Reading back an access token this server signed: signature against the ledger's published key, then
-//! its record. Only access tokens are found: an ID token is signed by the same keys, but it is a statement
-//! to the client about the user, never a credential a resource or `/userinfo` accepts.
+//! its record. Only access tokens are found by [`find`]: an ID token is signed by the same keys, but it is a
+//! statement to the client about the user, never a credential a resource or `/userinfo` accepts; token
+//! exchange alone reads one, when the client names it as one ([`find_id_token`]).
 
 use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
 use projections::clients::Client;
@@ -42,12 +43,44 @@ pub async fn find(
     jwt: &str,
     now: UnixSeconds,
 ) -> Result<Option<Found>, StoreError> {
+    let typ_ok =
+        |t: &str| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt");
+    find_kind(store, issuer, jwt, typ_ok, TokenKind::Access, now).await
+}
+
+/// Verifies an ID token this server signed and loads its record, for the one place that accepts an ID
+/// token by name: token exchange with `subject_token_type` id_token (RFC 8693 §3). Found only with the
+/// ledger's record of kind `id`; `active` as for an access token (unexpired, unrevoked, its client and
+/// delegation active). Never a credential anywhere else.
+pub async fn find_id_token(
+    store: &dyn EventStore,
+    issuer: &str,
+    jwt: &str,
+    now: UnixSeconds,
+) -> Result<Option<Found>, StoreError> {
+    find_kind(
+        store,
+        issuer,
+        jwt,
+        |t| t.eq_ignore_ascii_case("JWT"),
+        TokenKind::Id,
+        now,
+    )
+    .await
+}
+
+async fn find_kind(
+    store: &dyn EventStore,
+    issuer: &str,
+    jwt: &str,
+    typ_ok: impl Fn(&str) -> bool,
+    kind: TokenKind,
+    now: UnixSeconds,
+) -> Result<Option<Found>, StoreError> {
     let Ok(header) = jsonwebtoken::decode_header(jwt) else {
         return Ok(None);
     };
-    if !header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
-    }) {
+    if !header.typ.as_deref().is_some_and(typ_ok) {
         return Ok(None);
     }
     let Some(kid) = header.kid else { return Ok(None) };
@@ -74,7 +107,7 @@ pub async fn find(
     let Some(token) = store::get::<Token>(store, &data.claims.jti).await? else {
         return Ok(None);
     };
-    if token.kid != kid || token.kind != TokenKind::Access {
+    if token.kid != kid || token.kind != kind {
         return Ok(None);
     }
     let client: Option<Client> = store::get(store, &token.client_id).await?;

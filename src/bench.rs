@@ -689,6 +689,8 @@ fn token_event(jti: &str, now: i64) -> Event {
         expires_at: now + 300,
         decision_trail: serde_json::json!({"scopes": [{"scope": "messages:read", "outcome": "issued"}]}),
         policy_version: None,
+        act: None,
+        may_act: None,
     })
 }
 

@@ -85,6 +85,12 @@ pub enum ClientsCommand {
         redirect_uris: Vec<String>,
         #[arg(long, default_value = "client_secret_basic")]
         auth_method: String,
+        /// Token exchange (RFC 8693): may exchange a token without an actor token.
+        #[arg(long)]
+        token_exchange_impersonation: bool,
+        /// Token exchange: a subject whose access token this client may present as the actor.
+        #[arg(long = "token-exchange-actor")]
+        token_exchange_actors: Vec<String>,
     },
 }
 
@@ -225,6 +231,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             resources,
             redirect_uris,
             auth_method,
+            token_exchange_impersonation,
+            token_exchange_actors,
         }) => {
             let kind: ClientKind = serde_json::from_value(serde_json::json!(kind))
                 .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
@@ -241,6 +249,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 None
             };
+            // Only a client the flags let exchange something gets settings; registration checks them.
+            let exchange = (token_exchange_impersonation || !token_exchange_actors.is_empty()).then_some(
+                projections::event::TokenExchangeSettings {
+                    impersonation: token_exchange_impersonation,
+                    actors: projections::event::Actors::Only(token_exchange_actors),
+                    refresh_tokens: false,
+                },
+            );
             let spec = ClientSpec {
                 client_id: id.clone(),
                 name,
@@ -256,6 +272,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 jwks_uri: None,
                 resources,
                 metadata: serde_json::Value::Null,
+                token_exchange: exchange,
                 ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;

@@ -2,9 +2,12 @@
 
 use projections::Event;
 use projections::clients::Client;
-use projections::event::{ClientDisabled, ClientRegistered, ClientSpec, ClientUpdated, UnixSeconds, V1};
+use projections::event::{
+    Actors, ClientDisabled, ClientRegistered, ClientSpec, ClientUpdated, UnixSeconds, V1,
+};
 
 use crate::config::{ClientConfig, SUPPORTED_AUTH_METHODS, SUPPORTED_GRANT_TYPES};
+use crate::grants::token_exchange::GRANT_TYPE as TOKEN_EXCHANGE;
 use crate::oauth::client_auth::secret_hash;
 use crate::store::{AppendRequest, ExpectedVersion};
 
@@ -84,6 +87,45 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     if spec.token_endpoint_auth_method == "none" && spec.grant_types.iter().any(|g| g == "client_credentials")
     {
         return invalid("a public client cannot use client_credentials".into());
+    }
+    validate_token_exchange(spec)
+}
+
+/// The token exchange settings (RFC 8693): only with the grant type, only for a confidential client, and
+/// allowing at least one way to exchange.
+fn validate_token_exchange(spec: &ClientSpec) -> Result<(), RegistrationError> {
+    let invalid = |m: &str| Err(RegistrationError::Invalid(m.into()));
+    let exchanges = spec.grant_types.iter().any(|g| g == TOKEN_EXCHANGE);
+    if let Some(party) = &spec.may_act
+        && (party.sub.is_empty() || party.sub.len() > 255)
+    {
+        return invalid("may_act must be a subject of 1 to 255 characters");
+    }
+    let settings = match (&spec.token_exchange, exchanges) {
+        (None, false) => return Ok(()),
+        (Some(_), false) => return invalid("token_exchange needs the token exchange grant type"),
+        (None, true) => {
+            return invalid(
+                "the token exchange grant type needs token_exchange settings allowing impersonation or actors",
+            );
+        }
+        (Some(settings), true) => settings,
+    };
+    if spec.token_endpoint_auth_method == "none" {
+        return invalid("a public client cannot exchange tokens: nothing proves which client asks");
+    }
+    if !settings.impersonation && settings.actors.is_none() {
+        return invalid(
+            "token_exchange must allow impersonation or actors, or the client could exchange nothing",
+        );
+    }
+    if let Actors::Only(list) = &settings.actors
+        && list.iter().any(|a| a.is_empty() || a.len() > 255)
+    {
+        return invalid("token_exchange.actors names subjects of 1 to 255 characters");
+    }
+    if settings.refresh_tokens && !spec.grant_types.iter().any(|g| g == "refresh_token") {
+        return invalid("token_exchange.refresh_tokens needs the refresh_token grant type");
     }
     Ok(())
 }
@@ -244,6 +286,8 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         resource_server: c.resource_server,
         id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),
         password_grant_second_factor_users: c.password_grant_second_factor_users,
+        token_exchange: c.token_exchange.as_ref().map(|t| t.settings()),
+        may_act: crate::config::may_act_party(c.may_act.as_ref()),
     }
 }
 
@@ -305,5 +349,52 @@ mod tests {
             assert!(e.is_err(), "{bad}");
         }
         assert!(validate_redirect_uri("com.example.app:/oauth2redirect", false).is_err());
+    }
+
+    #[test]
+    fn token_exchange_settings_come_with_the_grant_type_and_allow_something() {
+        use projections::event::TokenExchangeSettings;
+        let spec = |grants: &[&str], settings: Option<TokenExchangeSettings>, auth: &str| ClientSpec {
+            client_id: "svc".into(),
+            name: "Service".into(),
+            grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
+            token_endpoint_auth_method: auth.into(),
+            token_exchange: settings,
+            ..ClientSpec::default()
+        };
+        let impersonate = TokenExchangeSettings {
+            impersonation: true,
+            ..TokenExchangeSettings::default()
+        };
+        let with_refresh = TokenExchangeSettings {
+            refresh_tokens: true,
+            ..impersonate.clone()
+        };
+        let te = TOKEN_EXCHANGE;
+        let basic = "client_secret_basic";
+        assert_eq!(validate(&spec(&[te], Some(impersonate.clone()), basic)), Ok(()));
+        let actors = TokenExchangeSettings {
+            actors: Actors::Only(vec!["sub-bob".into()]),
+            ..TokenExchangeSettings::default()
+        };
+        assert_eq!(validate(&spec(&[te], Some(actors), basic)), Ok(()));
+        for (why, bad) in [
+            (
+                "settings without the grant",
+                spec(&[], Some(impersonate.clone()), basic),
+            ),
+            ("the grant without settings", spec(&[te], None, basic)),
+            (
+                "settings allowing nothing",
+                spec(&[te], Some(TokenExchangeSettings::default()), basic),
+            ),
+            ("a public client", spec(&[te], Some(impersonate.clone()), "none")),
+            (
+                "refresh tokens without the grant",
+                spec(&[te], Some(with_refresh), basic),
+            ),
+        ] {
+            assert!(validate(&bad).is_err(), "{why}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use projections::event::{ClientAudience, ClientKind};
+use projections::event::{Actors, ClientAudience, ClientKind, Party, TokenExchangeSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Algorithm;
@@ -19,6 +19,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "refresh_token",
     "implicit",
     "password",
+    crate::grants::token_exchange::GRANT_TYPE,
 ];
 
 /// Client authentication methods this server implements.
@@ -280,6 +281,46 @@ pub struct ClientConfig {
     /// The password grant may sign in users who have a second factor, with the password alone.
     #[serde(default)]
     pub password_grant_second_factor_users: bool,
+    /// What the client may do with token exchange (RFC 8693); with the token exchange grant type.
+    #[serde(default)]
+    pub token_exchange: Option<TokenExchangeConfig>,
+    /// The subject of the one actor that may exchange this client's access tokens (`may_act`).
+    #[serde(default)]
+    pub may_act: Option<String>,
+}
+
+/// A client's `token_exchange` settings, in the configuration file and the admin API.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// May exchange without an actor token: the new token is the subject's (impersonation).
+    #[serde(default)]
+    pub impersonation: bool,
+    /// `true` (any actor), `false` (none, the default), or the subjects that may act.
+    #[serde(default)]
+    pub actors: Actors,
+    /// May ask for a refresh token in its own delegations.
+    #[serde(default)]
+    pub refresh_tokens: bool,
+}
+
+impl TokenExchangeConfig {
+    /// The settings a registration records.
+    pub fn settings(&self) -> TokenExchangeSettings {
+        TokenExchangeSettings {
+            impersonation: self.impersonation,
+            actors: self.actors.clone(),
+            refresh_tokens: self.refresh_tokens,
+        }
+    }
+}
+
+/// The `may_act` party a client setting names: a subject of this server.
+pub fn may_act_party(subject: Option<&String>) -> Option<Party> {
+    subject.map(|sub| Party {
+        sub: sub.clone(),
+        iss: None,
+    })
 }
 
 fn default_issuer() -> String {
@@ -586,5 +627,41 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad_issuer.validate("f").unwrap_err().key, "issuer");
+    }
+
+    #[test]
+    fn a_client_file_entry_takes_token_exchange_settings_and_may_act() {
+        let client = |exchange: &str| {
+            format!(
+                r#"
+                [[clients]]
+                client_id = "svc"
+                name = "Service"
+                grant_types = ["{}"]
+                secret_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+                may_act = "gateway"
+                token_exchange = {exchange}
+                "#,
+                crate::grants::token_exchange::GRANT_TYPE
+            )
+        };
+        let c = Config::parse(
+            "c.toml",
+            &client(r#"{ impersonation = true, actors = ["gateway"] }"#),
+        )
+        .unwrap();
+        let spec = crate::clients::spec_from_config(&c.clients[0]);
+        assert_eq!(crate::clients::validate(&spec), Ok(()));
+        assert_eq!(spec.may_act.map(|p| p.sub), Some("gateway".to_owned()));
+        let settings = spec.token_exchange.unwrap();
+        assert!(settings.impersonation && !settings.refresh_tokens);
+        assert_eq!(settings.actors, Actors::Only(vec!["gateway".into()]));
+        let any = Config::parse("c.toml", &client("{ actors = true }")).unwrap();
+        assert_eq!(
+            any.clients[0].token_exchange.as_ref().map(|t| t.actors.clone()),
+            Some(Actors::Any(true))
+        );
+        let e = Config::parse("c.toml", &client("{ impersonate = true }")).unwrap_err();
+        assert!(e.to_string().contains("impersonate"), "{e}");
     }
 }

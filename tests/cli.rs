@@ -220,6 +220,76 @@ async fn the_readme_quick_start_ends_in_a_token() {
     assert_eq!(body["scope"], "messages:read");
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // docs/grants.md's token exchange example, against the same configuration
+    let grants = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grants.md")).unwrap();
+    let exchange = "urn:ietf:params:oauth:grant-type:token-exchange";
+    for step in [
+        "clients add --id reports --name Reports \\\n    --grant-type client_credentials --grant-type urn:ietf:params:oauth:grant-type:token-exchange \\\n    --scope messages:read --token-exchange-impersonation",
+        "-d subject_token=\"$TOKEN\" -d subject_token_type=urn:ietf:params:oauth:token-type:access_token",
+    ] {
+        assert!(grants.contains(step), "docs/grants.md no longer says {step:?}");
+    }
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "--config",
+            "examples/quickstart.toml",
+            "clients",
+            "add",
+            "--id",
+            "reports",
+            "--name",
+            "Reports",
+            "--grant-type",
+            "client_credentials",
+            "--grant-type",
+            exchange,
+            "--scope",
+            "messages:read",
+            "--token-exchange-impersonation",
+        ],
+    );
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret: "))
+        .unwrap()
+        .to_owned();
+    let post = |form: Vec<(&'static str, String)>| {
+        http.post(format!("{base}/token"))
+            .basic_auth("reports", Some(&secret))
+            .form(&form)
+            .send()
+    };
+    let body: serde_json::Value = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("scope", "messages:read".into()),
+    ])
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let response = post(vec![
+        ("grant_type", exchange.into()),
+        ("subject_token", token),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token".into(),
+        ),
+        ("scope", "messages:read".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(body["scope"], "messages:read");
 }
 
 /// Registering a client with a scope no configuration declares used to succeed silently; every token

@@ -307,6 +307,76 @@ pub struct ClientSpec {
     /// step-up scopes are still dropped).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_grant_second_factor_users: bool,
+    /// What this client may do with OAuth 2.0 Token Exchange (RFC 8693); `None` for a client that does
+    /// not exchange tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<TokenExchangeSettings>,
+    /// Access tokens issued to this client name the one party that may act for their subject
+    /// (RFC 8693 §4.4 `may_act`): exchanging them needs that actor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<Party>,
+}
+
+/// A client's token exchange permissions (RFC 8693).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TokenExchangeSettings {
+    /// May exchange a token without an actor: the new token is the subject's own (impersonation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub impersonation: bool,
+    /// Who may act for the subject when an `actor_token` is presented (delegation).
+    #[serde(default, skip_serializing_if = "Actors::is_none")]
+    pub actors: Actors,
+    /// May ask for a refresh token (`requested_token_type` refresh_token) in its own delegations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_tokens: bool,
+}
+
+/// Which actors a client may present: any (`true`), none (`false`, the default), or these subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Actors {
+    Any(bool),
+    Only(Vec<String>),
+}
+
+impl Default for Actors {
+    fn default() -> Self {
+        Actors::Any(false)
+    }
+}
+
+impl Actors {
+    /// Whether the subject `sub` may act.
+    pub fn allows(&self, sub: &str) -> bool {
+        match self {
+            Actors::Any(any) => *any,
+            Actors::Only(list) => list.iter().any(|a| a == sub),
+        }
+    }
+
+    /// Whether no actor at all is allowed.
+    pub fn is_none(&self) -> bool {
+        match self {
+            Actors::Any(any) => !any,
+            Actors::Only(list) => list.is_empty(),
+        }
+    }
+}
+
+/// A party named in a token's `may_act` claim (RFC 8693 §4.4): its subject and, if given, its issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+/// A token's `act` claim (RFC 8693 §4.1): who acts for the subject, and who acted before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -491,6 +561,12 @@ pub struct TokenIssued {
     pub decision_trail: Value,
     #[serde(default)]
     pub policy_version: Option<String>,
+    /// RFC 8693 `act`: who acts for the subject (a token exchanged with an actor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// RFC 8693 `may_act`: the one party that may act for the subject with this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<Party>,
 }
 
 /// A token was revoked before it expired.

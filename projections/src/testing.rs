@@ -194,6 +194,8 @@ pub fn event() -> impl Strategy<Value = Event> {
                 expires_at: at + 300,
                 decision_trail: json!({"scopes": []}),
                 policy_version: Some("p1".into()),
+                act: None,
+                may_act: None,
             })),
         (0u8..8, at.clone()).prop_map(|(t, at)| Event::TokenRevoked(TokenRevoked {
             v: V1,

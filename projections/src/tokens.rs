@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, RecordedEvent, TokenKind, UnixSeconds};
+use crate::event::{Actor, Event, Party, RecordedEvent, TokenKind, UnixSeconds};
 use crate::projection::{Projection, RowIndex};
 
 /// An issued token as it stands now.
@@ -22,6 +22,12 @@ pub struct Token {
     /// Position of the `TokenIssued` event, where its decision trail is.
     pub issued_position: u64,
     pub revoked_at: Option<UnixSeconds>,
+    /// RFC 8693 `act`, as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// RFC 8693 `may_act`, as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<Party>,
 }
 
 impl Projection for Token {
@@ -51,6 +57,8 @@ impl Projection for Token {
                 expires_at: e.expires_at,
                 issued_position: event.position,
                 revoked_at: None,
+                act: e.act.clone(),
+                may_act: e.may_act.clone(),
             }),
             (Event::TokenRevoked(e), Some(t)) if t.revoked_at.is_none() => Some(Token {
                 revoked_at: Some(e.at),

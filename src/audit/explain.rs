@@ -43,6 +43,8 @@ pub async fn explain(store: &dyn EventStore, jti: &str) -> Result<Option<Value>,
         "kid": issued.kid,
         "policy_version": issued.policy_version,
         "revoked_at": token.revoked_at,
+        "act": issued.act,
+        "may_act": issued.may_act,
         "decision_trail": issued.decision_trail,
     })))
 }
@@ -78,6 +80,26 @@ pub fn render(e: &Value) -> String {
             .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
             .unwrap_or_default(),
     );
+    // RFC 8693 `act`: each actor, the current one first.
+    let mut act = &e["act"];
+    while let Some(sub) = act["sub"].as_str() {
+        out.push_str(&format!("  acted for by {sub}\n"));
+        act = &act["act"];
+    }
+    let exchanged = &e["decision_trail"]["exchanged"];
+    if let Some(from) = exchanged["subject_token"].as_str() {
+        out.push_str(&format!(
+            "  exchanged from {} {from}",
+            s(&exchanged["subject_token_type"])
+        ));
+        if let Some(actor) = exchanged["actor_token"].as_str() {
+            out.push_str(&format!(", actor token {actor}"));
+        }
+        out.push('\n');
+    }
+    if let Some(sub) = e["may_act"]["sub"].as_str() {
+        out.push_str(&format!("  may be acted for by {sub}\n"));
+    }
     for scope in e["decision_trail"]["scopes"].as_array().into_iter().flatten() {
         out.push_str(&format!("  scope {}", s(&scope["scope"])));
         if let Some(t) = scope["template"]

@@ -4,15 +4,16 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh;
+pub mod token_exchange;
 pub mod user_absent;
 
 use std::net::SocketAddr;
 
 use projections::Event;
 use projections::clients::Client;
-use projections::event::{TokenIssued, TokenKind, UnixSeconds, V1};
+use projections::event::{Actor, Party, TokenIssued, TokenKind, UnixSeconds, V1};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
@@ -34,6 +35,8 @@ pub enum GrantType {
     Implicit,
     /// RFC 6749 §4.3: the user's password, presented by the client; off unless a client lists it.
     Password,
+    /// RFC 8693: a token of this server exchanged for a narrower or re-targeted access token.
+    TokenExchange,
 }
 
 impl GrantType {
@@ -44,6 +47,7 @@ impl GrantType {
             "authorization_code" => Ok(GrantType::AuthorizationCode),
             "refresh_token" => Ok(GrantType::RefreshToken),
             "password" => Ok(GrantType::Password),
+            token_exchange::GRANT_TYPE => Ok(GrantType::TokenExchange),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -58,6 +62,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::Implicit => "implicit",
             GrantType::Password => "password",
+            GrantType::TokenExchange => token_exchange::GRANT_TYPE,
         }
     }
 }
@@ -66,6 +71,9 @@ impl GrantType {
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// RFC 8693 §2.2.1: what `access_token` holds, in a token exchange response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
     pub token_type: &'static str,
     pub expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +106,7 @@ pub async fn dispatch(
         GrantType::AuthorizationCode => authorization_code::grant(app, client, form, now).await,
         GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
         GrantType::Password => password::grant(app, client, form, peer, now).await,
+        GrantType::TokenExchange => token_exchange::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),
@@ -144,6 +153,10 @@ struct AccessClaims<'a> {
     jti: &'a str,
     iat: i64,
     exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    act: Option<&'a Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    may_act: Option<&'a Party>,
 }
 
 /// Signs and records an access token for `decision`, then returns the response.
@@ -184,6 +197,42 @@ pub async fn prepare_access_token(
     decision: &Decision,
     delegation_id: Option<String>,
 ) -> Result<(TokenResponse, AppendRequest), OAuthError> {
+    prepare_exchanged_token(
+        app,
+        policy,
+        client,
+        subject,
+        grant,
+        decision,
+        delegation_id,
+        Exchanged::default(),
+    )
+    .await
+}
+
+/// What a token exchange adds to the token it issues.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exchanged {
+    /// RFC 8693 §4.1 `act`: signed into the token and recorded in its `TokenIssued`.
+    pub act: Option<Actor>,
+    /// Which tokens were exchanged (by `jti` or hash), kept in the decision trail for auditors.
+    pub from: Option<Value>,
+}
+
+/// [`prepare_access_token`] for a token exchange: `exchanged.act` acts for the subject. Every access
+/// token also carries the client's `may_act`, if it names one.
+#[allow(clippy::too_many_arguments)]
+pub async fn prepare_exchanged_token(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    subject: &str,
+    grant: GrantType,
+    decision: &Decision,
+    delegation_id: Option<String>,
+    exchanged: Exchanged,
+) -> Result<(TokenResponse, AppendRequest), OAuthError> {
+    let Exchanged { act, from } = exchanged;
     let key = app
         .keys
         .current(app.store.as_ref(), decision.issued_at)
@@ -201,6 +250,8 @@ pub async fn prepare_access_token(
         jti: &jti,
         iat: decision.issued_at,
         exp: decision.expires_at,
+        act: act.as_ref(),
+        may_act: client.spec.may_act.as_ref(),
     };
     let token = key
         .sign("at+jwt", &claims)
@@ -218,8 +269,13 @@ pub async fn prepare_access_token(
         grant_type: grant.name().into(),
         issued_at: decision.issued_at,
         expires_at: decision.expires_at,
-        decision_trail: json!({ "scopes": decision.trail }),
+        decision_trail: match from {
+            Some(from) => json!({ "scopes": decision.trail, "exchanged": from }),
+            None => json!({ "scopes": decision.trail }),
+        },
         policy_version: Some(policy.version.clone()),
+        act,
+        may_act: client.spec.may_act.clone(),
     });
     let request = AppendRequest::to_stream(event.stream_id(), ExpectedVersion::NoStream, vec![event])
         .with_metadata(projections::Metadata {
@@ -230,6 +286,7 @@ pub async fn prepare_access_token(
     Ok((
         TokenResponse {
             access_token: token,
+            issued_token_type: None,
             token_type: "Bearer",
             expires_in: decision.expires_at - decision.issued_at,
             scope: Some(scope),

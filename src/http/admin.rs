@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppRef;
 use crate::clients::{self, RegistrationError};
+use crate::config::TokenExchangeConfig;
 use crate::oauth::client_auth::secrets_eq;
 use crate::store::{self, AppendError, RowFilter};
 
@@ -154,6 +155,10 @@ pub struct ClientRequest {
     pub id_token_signed_response_alg: Option<String>,
     #[serde(default)]
     pub password_grant_second_factor_users: bool,
+    #[serde(default)]
+    pub token_exchange: Option<TokenExchangeConfig>,
+    #[serde(default)]
+    pub may_act: Option<String>,
 }
 
 fn client_secret_basic() -> String {
@@ -184,6 +189,8 @@ impl ClientRequest {
             resource_server: self.resource_server,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             password_grant_second_factor_users: self.password_grant_second_factor_users,
+            token_exchange: self.token_exchange.as_ref().map(TokenExchangeConfig::settings),
+            may_act: crate::config::may_act_party(self.may_act.as_ref()),
         }
     }
 }

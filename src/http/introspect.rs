@@ -59,18 +59,28 @@ pub async fn introspect(
     let token = form.require("token")?;
     let found = access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now).await?;
     let answer = match found {
-        Some(f) if f.active && may_see_access_token(&caller, &f.token) => json!({
-            "active": true,
-            "scope": f.token.scopes.join(" "),
-            "client_id": f.token.client_id,
-            "sub": f.token.subject,
-            "aud": f.token.audience,
-            "iss": app.config.issuer,
-            "iat": f.token.issued_at,
-            "exp": f.token.expires_at,
-            "jti": f.token.jti,
-            "token_type": "Bearer",
-        }),
+        Some(f) if f.active && may_see_access_token(&caller, &f.token) => {
+            let mut answer = json!({
+                "active": true,
+                "scope": f.token.scopes.join(" "),
+                "client_id": f.token.client_id,
+                "sub": f.token.subject,
+                "aud": f.token.audience,
+                "iss": app.config.issuer,
+                "iat": f.token.issued_at,
+                "exp": f.token.expires_at,
+                "jti": f.token.jti,
+                "token_type": "Bearer",
+            });
+            // RFC 8693 §4.1, §4.4: who acts for the subject, and who may, as the ledger recorded them.
+            if let Some(act) = &f.token.act {
+                answer["act"] = json!(act);
+            }
+            if let Some(may_act) = &f.token.may_act {
+                answer["may_act"] = json!(may_act);
+            }
+            answer
+        }
         Some(_) => json!({ "active": false }),
         None => refresh_token(&app, &caller, token, now).await?,
     };

@@ -42,6 +42,39 @@ pub enum PasswordGrant {
     Password,
 }
 
+/// `grant_type=urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum TokenExchangeGrant {
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+/// A token type this server reads as a subject token (RFC 8693 §3). The `jwt` type is refused
+/// (`invalid_request`) until foreign issuers are trusted.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SubjectTokenType {
+    #[serde(rename = "urn:ietf:params:oauth:token-type:access_token")]
+    AccessToken,
+    #[serde(rename = "urn:ietf:params:oauth:token-type:refresh_token")]
+    RefreshToken,
+    #[serde(rename = "urn:ietf:params:oauth:token-type:id_token")]
+    IdToken,
+    #[serde(rename = "urn:ietf:params:oauth:token-type:jwt")]
+    Jwt,
+}
+
+/// A token type a client may ask a token exchange for.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum RequestedTokenType {
+    #[serde(rename = "urn:ietf:params:oauth:token-type:access_token")]
+    AccessToken,
+    #[serde(rename = "urn:ietf:params:oauth:token-type:refresh_token")]
+    RefreshToken,
+}
+
 /// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
 /// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
 /// for a public client); more than one method is refused with 401.
@@ -151,6 +184,51 @@ pub struct PasswordForm {
     other: BTreeMap<String, String>,
 }
 
+/// `POST /token` exchanging one of this server's tokens (RFC 8693), for clients registered with the
+/// token exchange grant type and `token_exchange` settings. A subject or actor token that is not active
+/// is `invalid_grant`; what the client's settings or the subject token's `may_act` refuse (a missing or
+/// other actor, impersonation, a refresh token) is `invalid_request`; a scope beyond the subject token's
+/// is `invalid_scope`; an audience the client did not register is `invalid_target`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenExchangeForm {
+    grant_type: TokenExchangeGrant,
+    /// An access token, a refresh token of this client, or an ID token whose `aud` is this client.
+    #[schema(min_length = 1)]
+    subject_token: String,
+    subject_token_type: SubjectTokenType,
+    /// One of this server's access tokens issued to this client; its subject acts for the subject token's.
+    /// Required when the subject token carries `may_act`.
+    #[schema(nullable = false)]
+    actor_token: Option<String>,
+    /// `urn:ietf:params:oauth:token-type:access_token`; required with `actor_token`, refused without it.
+    #[schema(nullable = false)]
+    actor_token_type: Option<String>,
+    /// Access token by default; a refresh token only where the client's settings allow it.
+    #[schema(nullable = false)]
+    requested_token_type: Option<RequestedTokenType>,
+    /// Narrows the subject token's scopes, never widens them.
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    /// RFC 8707: one of the client's registered resources.
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    /// The same as `resource`; when both are given they must be equal.
+    #[schema(nullable = false)]
+    audience: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
 /// Form body of `POST /token`: one of the supported grants.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -160,6 +238,7 @@ pub enum TokenForm {
     AuthorizationCode(AuthorizationCodeForm),
     RefreshToken(RefreshTokenForm),
     Password(PasswordForm),
+    TokenExchange(TokenExchangeForm),
 }
 
 /// Form body of `POST /introspect` and `POST /revoke`, plus client authentication as at `/token`.
@@ -260,6 +339,9 @@ pub struct AdminErrorBody {
 pub struct TokenResponseSchema {
     /// An RFC 9068 JWT (`typ: at+jwt`).
     access_token: String,
+    /// Token exchange only (RFC 8693 §2.2.1): `urn:ietf:params:oauth:token-type:access_token`.
+    #[schema(nullable = false)]
+    issued_token_type: Option<String>,
     token_type: String,
     expires_in: i64,
     #[schema(nullable = false)]
@@ -293,6 +375,12 @@ pub struct IntrospectionSchema {
     jti: Option<String>,
     #[schema(nullable = false)]
     token_type: Option<String>,
+    /// RFC 8693 §4.1: who acts for the subject (`sub`), nested (`act`) for each earlier actor.
+    #[schema(nullable = false, value_type = Option<Object>)]
+    act: Option<serde_json::Value>,
+    /// RFC 8693 §4.4: the one party (`sub`) that may act for the subject with this token.
+    #[schema(nullable = false, value_type = Option<Object>)]
+    may_act: Option<serde_json::Value>,
 }
 
 /// A pushed authorization request's handle (RFC 9126 §2.2).
@@ -330,6 +418,8 @@ pub enum GrantTypeSchema {
     RefreshToken,
     Implicit,
     Password,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 /// How a client authenticates at the token, introspection and revocation endpoints.
@@ -346,8 +436,9 @@ pub enum AuthMethodSchema {
 /// A client registration (`POST /admin/clients`, `PUT /admin/clients/{id}`). Rules across fields are
 /// checked too and answer 400: redirect URIs are absolute `https`, loopback `http`, or (public clients
 /// only) a private-use scheme, never with a fragment; `private_key_jwt` needs `jwks`; a resource server
-/// names its `resources` and is confidential; a public client cannot use `client_credentials`; `jwks_uri`
-/// is refused.
+/// names its `resources` and is confidential; a public client cannot use `client_credentials` or token
+/// exchange; `token_exchange` comes with the token exchange grant type (and its `refresh_tokens` with
+/// `refresh_token`); `jwks_uri` is refused.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ClientRegistration {
@@ -398,6 +489,36 @@ pub struct ClientRegistration {
     /// With the `password` grant type: users with a second factor may sign in with the password alone.
     #[serde(default)]
     password_grant_second_factor_users: bool,
+    /// Required with the token exchange grant type, refused without it; not for a public client.
+    token_exchange: Option<TokenExchangeSchema>,
+    /// The subject (1 to 255 bytes) of the one actor that may exchange this client's access tokens.
+    #[schema(min_length = 1, max_length = 255)]
+    may_act: Option<String>,
+}
+
+/// What a client may do with token exchange (RFC 8693). At least one of `impersonation` and `actors`
+/// must allow something.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenExchangeSchema {
+    /// May exchange without an actor token: the new token is the subject's alone.
+    #[serde(default)]
+    impersonation: bool,
+    /// `true` (any actor), `false` (none), or the subjects that may act.
+    #[serde(default)]
+    actors: ActorsSchema,
+    /// May ask for a refresh token in its own delegations; needs the `refresh_token` grant type.
+    #[serde(default)]
+    refresh_tokens: bool,
+}
+
+/// Which actors a client may present.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum ActorsSchema {
+    Any(bool),
+    Only(Vec<String>),
 }
 
 /// An ID token signing algorithm a client may register.

@@ -251,6 +251,8 @@ pub fn issued(jti: &str) -> projections::Event {
         expires_at: 400,
         decision_trail: serde_json::json!([]),
         policy_version: Some("p1".into()),
+        act: None,
+        may_act: None,
     })
 }
 
