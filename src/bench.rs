@@ -577,6 +577,7 @@ fn token_event(jti: &str, now: i64) -> Event {
         expires_at: now + 300,
         decision_trail: serde_json::json!({"scopes": [{"scope": "messages:read", "outcome": "issued"}]}),
         policy_version: None,
+        dpop_jkt: None,
     })
 }
 

@@ -149,6 +149,7 @@ pub async fn id_token(app: &App, f: IdTokenFor<'_>) -> Result<(String, AppendReq
         expires_at: exp,
         decision_trail: Value::Null,
         policy_version: Some(f.policy_version.to_owned()),
+        dpop_jkt: None,
     });
     Ok((
         jwt,

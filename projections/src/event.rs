@@ -307,6 +307,10 @@ pub struct ClientSpec {
     /// step-up scopes are still dropped).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_grant_second_factor_users: bool,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so its access tokens
+    /// are always bound to a key it holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -491,6 +495,10 @@ pub struct TokenIssued {
     pub decision_trail: Value,
     #[serde(default)]
     pub policy_version: Option<String>,
+    /// RFC 9449: the JWK SHA-256 thumbprint of the key the token is bound to (its `cnf.jkt`); it is
+    /// accepted only with a DPoP proof signed by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A token was revoked before it expired.
@@ -516,6 +524,10 @@ pub struct RefreshTokenIssued {
     /// The refresh token this one replaced by rotation.
     #[serde(default)]
     pub parent_hash: Option<String>,
+    /// RFC 9449 §5: a public client's refresh token is bound to the DPoP key it was issued with (its
+    /// JWK SHA-256 thumbprint); only a proof by that key refreshes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A refresh token was used and replaced by its successor.

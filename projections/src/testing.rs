@@ -194,6 +194,7 @@ pub fn event() -> impl Strategy<Value = Event> {
                 expires_at: at + 300,
                 decision_trail: json!({"scopes": []}),
                 policy_version: Some("p1".into()),
+                dpop_jkt: (t % 3 == 0).then(|| id("jkt", c)),
             })),
         (0u8..8, at.clone()).prop_map(|(t, at)| Event::TokenRevoked(TokenRevoked {
             v: V1,
@@ -219,6 +220,7 @@ pub fn event() -> impl Strategy<Value = Event> {
                     issued_at: at,
                     expires_at: Some(at + 3_600),
                     parent_hash: p.map(|p| id("rt", p)),
+                    dpop_jkt: (r % 3 == 0).then(|| id("jkt", d)),
                 })
             ),
         (0u8..8, 0u8..8, at.clone()).prop_map(|(r, s, at)| Event::RefreshTokenRotated(RefreshTokenRotated {

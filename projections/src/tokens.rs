@@ -22,6 +22,9 @@ pub struct Token {
     /// Position of the `TokenIssued` event, where its decision trail is.
     pub issued_position: u64,
     pub revoked_at: Option<UnixSeconds>,
+    /// RFC 9449: the thumbprint of the DPoP key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl Projection for Token {
@@ -51,6 +54,7 @@ impl Projection for Token {
                 expires_at: e.expires_at,
                 issued_position: event.position,
                 revoked_at: None,
+                dpop_jkt: e.dpop_jkt.clone(),
             }),
             (Event::TokenRevoked(e), Some(t)) if t.revoked_at.is_none() => Some(Token {
                 revoked_at: Some(e.at),

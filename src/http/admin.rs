@@ -154,6 +154,8 @@ pub struct ClientRequest {
     pub id_token_signed_response_alg: Option<String>,
     #[serde(default)]
     pub password_grant_second_factor_users: bool,
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn client_secret_basic() -> String {
@@ -184,6 +186,7 @@ impl ClientRequest {
             resource_server: self.resource_server,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             password_grant_second_factor_users: self.password_grant_second_factor_users,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         }
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::client_auth::authenticate;
 use crate::access_tokens;
 use crate::app::{App, AppRef};
-use crate::grants::refresh;
+use crate::grants::{DPOP_TOKEN_TYPE, refresh};
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::AUTHENTICATION_FAILED;
 use crate::oauth::form::Form;
@@ -59,18 +59,26 @@ pub async fn introspect(
     let token = form.require("token")?;
     let found = access_tokens::find(app.store.as_ref(), &app.config.issuer, token, now).await?;
     let answer = match found {
-        Some(f) if f.active && may_see_access_token(&caller, &f.token) => json!({
-            "active": true,
-            "scope": f.token.scopes.join(" "),
-            "client_id": f.token.client_id,
-            "sub": f.token.subject,
-            "aud": f.token.audience,
-            "iss": app.config.issuer,
-            "iat": f.token.issued_at,
-            "exp": f.token.expires_at,
-            "jti": f.token.jti,
-            "token_type": "Bearer",
-        }),
+        Some(f) if f.active && may_see_access_token(&caller, &f.token) => {
+            let mut answer = json!({
+                "active": true,
+                "scope": f.token.scopes.join(" "),
+                "client_id": f.token.client_id,
+                "sub": f.token.subject,
+                "aud": f.token.audience,
+                "iss": app.config.issuer,
+                "iat": f.token.issued_at,
+                "exp": f.token.expires_at,
+                "jti": f.token.jti,
+                "token_type": "Bearer",
+            });
+            // RFC 9449 §6.2: a resource learns the key a token is bound to, and must demand a proof by it.
+            if let Some(jkt) = &f.token.dpop_jkt {
+                answer["token_type"] = json!(DPOP_TOKEN_TYPE);
+                answer["cnf"] = json!({ "jkt": jkt });
+            }
+            answer
+        }
         Some(_) => json!({ "active": false }),
         None => refresh_token(&app, &caller, token, now).await?,
     };

@@ -398,6 +398,10 @@ pub struct ClientRegistration {
     /// With the `password` grant type: users with a second factor may sign in with the password alone.
     #[serde(default)]
     password_grant_second_factor_users: bool,
+    /// RFC 9449 §5.2: every token request must carry a `DPoP` proof, so every access token is bound to
+    /// the client's key. Not with the `implicit` grant type.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
 }
 
 /// An ID token signing algorithm a client may register.

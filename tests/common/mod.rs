@@ -259,6 +259,7 @@ pub fn issued(jti: &str) -> projections::Event {
         expires_at: 400,
         decision_trail: serde_json::json!([]),
         policy_version: Some("p1".into()),
+        dpop_jkt: None,
     })
 }
 
