@@ -172,6 +172,21 @@ on_both_stores!(
 
 async fn a_proof_binds_the_access_token_to_the_key(db: TestDb) {
     let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    // Discovery advertises the asymmetric algorithms a proof may use, and nothing symmetric.
+    let algs =
+        s.get_json("/.well-known/oauth-authorization-server").await["dpop_signing_alg_values_supported"]
+            .clone();
+    let algs: Vec<&str> = algs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(algs.contains(&"ES256") && algs.contains(&"EdDSA"), "{algs:?}");
+    assert!(
+        !algs.iter().any(|a| a.starts_with("HS") || *a == "none"),
+        "{algs:?}"
+    );
     let secret = machine_client(&s, "billing", json!({})).await;
     let key = DpopKey::new();
     let proof = key.proof(&s, "POST", "/token", json!({}));
