@@ -2,6 +2,10 @@
 //! (`oauth::dpop`) with the nonces accepted now, and claims its `jti` once in the shared store, so a
 //! proof is good for one request across every node. Also hands out the server's nonces.
 //!
+//! Checking and claiming are two steps: an endpoint checks first (a proof refused for want of a nonce
+//! must not use up anything the client will present again) and claims once the caller is known (a
+//! client, or the holder of an active token), so strangers cannot make the server store proof ids.
+//!
 //! Nonces are stateless: HMAC-SHA256 of the current time slot under a key kept off the ledger and
 //! shared by every node (as the CSRF key is), so a nonce one node gave out is accepted by another.
 
@@ -33,7 +37,7 @@ pub async fn nonce_header(app: &App, now: UnixSeconds) -> Result<Option<HeaderVa
 }
 
 /// The request's DPoP proof, checked against `method` and `url` (and, at a resource, the
-/// `access_token` it comes with) and claimed once; `None` when the request carries none.
+/// `access_token` it comes with); `None` when the request carries none. Not yet [`claim`]ed.
 pub async fn check(
     app: &App,
     headers: &HeaderMap,
@@ -61,16 +65,18 @@ pub async fn check(
         },
         now,
     )?;
+    Ok(Some(proof))
+}
+
+/// Uses `proof` up: refused when it (its `jti`, for its key) was presented before, on any node.
+pub async fn claim(app: &App, proof: &dpop::Proof, now: UnixSeconds) -> Result<(), OAuthError> {
+    let lifetime = app.config.dpop.proof_lifetime_seconds;
     let first_use = app
         .store
-        .claim_once(
-            &proof.replay_key(),
-            proof.remember_until(settings.proof_lifetime_seconds),
-            now,
-        )
+        .claim_once(&proof.replay_key(), proof.remember_until(lifetime), now)
         .await?;
     if !first_use {
         return Err(ProofError::Replayed.into());
     }
-    Ok(Some(proof))
+    Ok(())
 }

@@ -58,10 +58,14 @@ async fn issue(
     // assertion the retry will present again.
     let proof = dpop::check(app, headers, "POST", &app.endpoints.token, None, now).await?;
     let client = authenticate(app, headers, form, &app.endpoints.token, now).await?;
-    if proof.is_none() && client.spec.dpop_bound_access_tokens {
-        return Err(OAuthError::InvalidDpopProof(
-            "this client must send a DPoP proof with every token request".into(),
-        ));
+    match &proof {
+        Some(proof) => dpop::claim(app, proof, now).await?,
+        None if client.spec.dpop_bound_access_tokens => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this client must send a DPoP proof with every token request".into(),
+            ));
+        }
+        None => {}
     }
     let binding = Binding {
         jkt: proof.map(|p| p.jkt),

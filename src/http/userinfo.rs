@@ -145,7 +145,19 @@ async fn answer(app: &App, method: &Method, headers: &HeaderMap, now: UnixSecond
     // made DPoP by its scheme.
     match (&found.token.dpop_jkt, &proof) {
         (None, None) => {}
-        (Some(bound), Some(proof)) if *bound == proof.jkt => {}
+        (Some(bound), Some(proof)) if *bound == proof.jkt => match dpop::claim(app, proof, now).await {
+            Ok(()) => {}
+            Err(e @ OAuthError::InvalidDpopProof(_)) => {
+                let description = e.description().unwrap_or_default().to_owned();
+                return refusal(
+                    StatusCode::UNAUTHORIZED,
+                    Scheme::Dpop,
+                    "invalid_dpop_proof",
+                    &description,
+                );
+            }
+            Err(e) => return e.into_response(),
+        },
         (Some(_), None) => {
             return refusal(
                 StatusCode::UNAUTHORIZED,

@@ -61,6 +61,8 @@ pub enum ProofError {
     Method,
     #[error("the DPoP proof's htu is not this endpoint's URL")]
     Url,
+    #[error("the DPoP proof needs an iat")]
+    NoIat,
     #[error("the DPoP proof's iat is too old")]
     Stale,
     #[error("the DPoP proof's iat is in the future")]
@@ -205,7 +207,7 @@ pub fn validate(proof: &str, expected: &Expected<'_>, now: UnixSeconds) -> Resul
             return Err(ProofError::NonceStale);
         }
     }
-    let iat = claims.iat.ok_or(ProofError::Stale)?;
+    let iat = claims.iat.ok_or(ProofError::NoIat)?;
     if iat > now.saturating_add(FUTURE_LEEWAY_SECONDS) {
         return Err(ProofError::Future);
     }
@@ -618,7 +620,7 @@ mod tests {
                 "missing iat",
                 jws(&header, &without(&good_claims(), "iat"), es(Algorithm::ES256)),
                 expected(),
-                Err(ProofError::Stale),
+                Err(ProofError::NoIat),
             ),
             (
                 "missing jti",
