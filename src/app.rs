@@ -20,6 +20,7 @@ pub struct Endpoints {
     pub introspect: String,
     pub revoke: String,
     pub jwks: String,
+    pub userinfo: String,
 }
 
 /// Everything a request handler may reach.
@@ -39,6 +40,8 @@ pub struct App {
     pub password_gate: crate::users::password::VerifyGate,
     /// The CSRF HMAC key, read from (or created in) the off-ledger store on first use.
     pub csrf_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
+    /// The DPoP nonce HMAC key, read from (or created in) the off-ledger store on first use.
+    pub dpop_nonce_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
 }
 
 /// Why a policy could not be loaded or published.
@@ -93,11 +96,13 @@ impl App {
                 introspect: format!("{issuer}/introspect"),
                 revoke: format!("{issuer}/revoke"),
                 jwks: format!("{issuer}/jwks"),
+                userinfo: format!("{issuer}/userinfo"),
             },
             password_gate: crate::users::password::VerifyGate::new(
                 config.login.password_verifications_concurrent_max,
             ),
             csrf_key: tokio::sync::OnceCell::new(),
+            dpop_nonce_key: tokio::sync::OnceCell::new(),
             config,
             http,
         })

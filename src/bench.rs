@@ -691,6 +691,7 @@ fn token_event(jti: &str, now: i64) -> Event {
         policy_version: None,
         act: None,
         may_act: None,
+        dpop_jkt: None,
     })
 }
 

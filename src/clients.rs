@@ -84,6 +84,13 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     if spec.password_grant_second_factor_users && !password {
         return invalid("password_grant_second_factor_users needs the password grant type".into());
     }
+    if spec.dpop_bound_access_tokens && spec.grant_types.iter().any(|g| g == "implicit") {
+        return invalid(
+            "dpop_bound_access_tokens rules out the implicit grant: its tokens come from the authorization \
+             endpoint, where no DPoP proof is sent"
+                .into(),
+        );
+    }
     if spec.token_endpoint_auth_method == "none" && spec.grant_types.iter().any(|g| g == "client_credentials")
     {
         return invalid("a public client cannot use client_credentials".into());
@@ -288,6 +295,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         password_grant_second_factor_users: c.password_grant_second_factor_users,
         token_exchange: c.token_exchange.as_ref().map(|t| t.settings()),
         may_act: crate::config::may_act_party(c.may_act.as_ref()),
+        dpop_bound_access_tokens: c.dpop_bound_access_tokens,
     }
 }
 

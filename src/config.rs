@@ -65,7 +65,43 @@ pub struct Config {
     #[serde(default)]
     pub policy: PolicySettings,
     #[serde(default)]
+    pub dpop: DpopSettings,
+    #[serde(default)]
     pub clients: Vec<ClientConfig>,
+}
+
+/// DPoP (RFC 9449): how proofs of possession are checked.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DpopSettings {
+    /// Demand a server nonce in every proof (RFC 9449 §8); a proof without a current one is answered
+    /// `use_dpop_nonce` with a fresh `DPoP-Nonce`.
+    #[serde(default)]
+    pub require_nonce: bool,
+    /// How old a proof's `iat` may be; also how long its `jti` is remembered against replay.
+    #[serde(default = "default_dpop_proof_lifetime")]
+    pub proof_lifetime_seconds: i64,
+    /// How long a server nonce is current; the one before it is still accepted.
+    #[serde(default = "default_dpop_nonce_lifetime")]
+    pub nonce_lifetime_seconds: i64,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        DpopSettings {
+            require_nonce: false,
+            proof_lifetime_seconds: default_dpop_proof_lifetime(),
+            nonce_lifetime_seconds: default_dpop_nonce_lifetime(),
+        }
+    }
+}
+
+fn default_dpop_proof_lifetime() -> i64 {
+    60
+}
+
+fn default_dpop_nonce_lifetime() -> i64 {
+    300
 }
 
 /// How the policy engine resolves consent.
@@ -281,6 +317,9 @@ pub struct ClientConfig {
     /// The password grant may sign in users who have a second factor, with the password alone.
     #[serde(default)]
     pub password_grant_second_factor_users: bool,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     /// What the client may do with token exchange (RFC 8693); with the token exchange grant type.
     #[serde(default)]
     pub token_exchange: Option<TokenExchangeConfig>,
@@ -385,6 +424,7 @@ impl Default for Config {
             scopes: Vec::new(),
             authorizers: Vec::new(),
             policy: PolicySettings::default(),
+            dpop: DpopSettings::default(),
             clients: Vec::new(),
         }
     }
@@ -482,6 +522,18 @@ impl Config {
             return err(
                 "tokens.access_token_seconds".into(),
                 "must be between 1 and 86400".into(),
+            );
+        }
+        if !(1..=3600).contains(&self.dpop.proof_lifetime_seconds) {
+            return err(
+                "dpop.proof_lifetime_seconds".into(),
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if !(10..=86_400).contains(&self.dpop.nonce_lifetime_seconds) {
+            return err(
+                "dpop.nonce_lifetime_seconds".into(),
+                "must be between 10 and 86400".into(),
             );
         }
         if self.login.password_verifications_concurrent_max == 0 {

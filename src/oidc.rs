@@ -151,6 +151,7 @@ pub async fn id_token(app: &App, f: IdTokenFor<'_>) -> Result<(String, AppendReq
         policy_version: Some(f.policy_version.to_owned()),
         act: None,
         may_act: None,
+        dpop_jkt: None,
     });
     Ok((
         jwt,

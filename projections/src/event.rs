@@ -315,6 +315,10 @@ pub struct ClientSpec {
     /// (RFC 8693 §4.4 `may_act`): exchanging them needs that actor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_act: Option<Party>,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so its access tokens
+    /// are always bound to a key it holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// A client's token exchange permissions (RFC 8693).
@@ -567,6 +571,10 @@ pub struct TokenIssued {
     /// RFC 8693 `may_act`: the one party that may act for the subject with this token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_act: Option<Party>,
+    /// RFC 9449: the JWK SHA-256 thumbprint of the key the token is bound to (its `cnf.jkt`); it is
+    /// accepted only with a DPoP proof signed by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A token was revoked before it expired.
@@ -592,6 +600,10 @@ pub struct RefreshTokenIssued {
     /// The refresh token this one replaced by rotation.
     #[serde(default)]
     pub parent_hash: Option<String>,
+    /// RFC 9449 §5: a public client's refresh token is bound to the DPoP key it was issued with (its
+    /// JWK SHA-256 thumbprint); only a proof by that key refreshes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 /// A refresh token was used and replaced by its successor.

@@ -33,6 +33,9 @@ pub struct RefreshToken {
     pub expires_at: Option<UnixSeconds>,
     pub parent_hash: Option<String>,
     pub status: RefreshStatus,
+    /// RFC 9449 §5: the thumbprint of the DPoP key this token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl Projection for RefreshToken {
@@ -59,6 +62,7 @@ impl Projection for RefreshToken {
                 expires_at: e.expires_at,
                 parent_hash: e.parent_hash.clone(),
                 status: RefreshStatus::Active,
+                dpop_jkt: e.dpop_jkt.clone(),
             }),
             (Event::RefreshTokenRotated(e), Some(t)) if t.status == RefreshStatus::Active => {
                 Some(RefreshToken {

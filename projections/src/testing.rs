@@ -196,6 +196,7 @@ pub fn event() -> impl Strategy<Value = Event> {
                 policy_version: Some("p1".into()),
                 act: None,
                 may_act: None,
+                dpop_jkt: (t % 3 == 0).then(|| id("jkt", c)),
             })),
         (0u8..8, at.clone()).prop_map(|(t, at)| Event::TokenRevoked(TokenRevoked {
             v: V1,
@@ -221,6 +222,7 @@ pub fn event() -> impl Strategy<Value = Event> {
                     issued_at: at,
                     expires_at: Some(at + 3_600),
                     parent_hash: p.map(|p| id("rt", p)),
+                    dpop_jkt: (r % 3 == 0).then(|| id("jkt", d)),
                 })
             ),
         (0u8..8, 0u8..8, at.clone()).prop_map(|(r, s, at)| Event::RefreshTokenRotated(RefreshTokenRotated {

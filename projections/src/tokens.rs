@@ -28,6 +28,9 @@ pub struct Token {
     /// RFC 8693 `may_act`, as issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub may_act: Option<Party>,
+    /// RFC 9449: the thumbprint of the DPoP key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl Projection for Token {
@@ -59,6 +62,7 @@ impl Projection for Token {
                 revoked_at: None,
                 act: e.act.clone(),
                 may_act: e.may_act.clone(),
+                dpop_jkt: e.dpop_jkt.clone(),
             }),
             (Event::TokenRevoked(e), Some(t)) if t.revoked_at.is_none() => Some(Token {
                 revoked_at: Some(e.at),

@@ -67,6 +67,48 @@ impl GrantType {
     }
 }
 
+/// What the token request proved about the client's key (RFC 9449), which every token it issues is
+/// bound to.
+///
+/// It is a property of the token request, not of any grant: the token endpoint checks the proof once
+/// and runs the grant inside [`bound`], and the two places every grant issues through read it —
+/// [`prepare_access_token`] (the access token's `cnf.jkt`, `token_type: DPoP`) and
+/// [`refresh::mint`] (a public client's refresh token). A grant that must also compare it with what it
+/// redeems (a bound refresh token) reads [`binding`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The JWK thumbprint of the key the request's DPoP proof was signed with.
+    pub jkt: Option<String>,
+    /// Whether refresh tokens are bound too: only a public client's (RFC 9449 §5); a confidential
+    /// client's refresh tokens are already bound to its credentials.
+    pub refresh_tokens: bool,
+}
+
+impl Binding {
+    /// The key a refresh token minted now is bound to.
+    pub fn refresh_jkt(&self) -> Option<String> {
+        self.jkt.clone().filter(|_| self.refresh_tokens)
+    }
+}
+
+tokio::task_local! {
+    static BINDING: Binding;
+}
+
+/// Runs `grant` (a [`dispatch`]) with the request's DPoP binding in force.
+pub async fn bound<F: std::future::Future>(binding: Binding, grant: F) -> F::Output {
+    BINDING.scope(binding, grant).await
+}
+
+/// The DPoP binding of the token request being served; none outside [`bound`] (the authorization
+/// endpoint's implicit tokens, the benchmarks).
+pub fn binding() -> Binding {
+    BINDING.try_with(Binding::clone).unwrap_or_default()
+}
+
+/// The `token_type` of a DPoP-bound access token (RFC 9449 §5).
+pub const DPOP_TOKEN_TYPE: &str = "DPoP";
+
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -157,6 +199,15 @@ struct AccessClaims<'a> {
     act: Option<&'a Actor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     may_act: Option<&'a Party>,
+    /// RFC 9449 §6.1: the key the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cnf: Option<Confirmation<'a>>,
+}
+
+/// RFC 7800 confirmation claim, by JWK SHA-256 thumbprint (RFC 9449 §6.1).
+#[derive(Debug, Serialize)]
+struct Confirmation<'a> {
+    jkt: &'a str,
 }
 
 /// Signs and records an access token for `decision`, then returns the response.
@@ -239,6 +290,7 @@ pub async fn prepare_exchanged_token(
         .await
         .map_err(|e| OAuthError::internal("signing key", e))?;
     let jti = crate::ids::id();
+    let dpop_jkt = binding().jkt;
     let scopes = decision.scope_names();
     let scope = scopes.join(" ");
     let claims = AccessClaims {
@@ -252,6 +304,7 @@ pub async fn prepare_exchanged_token(
         exp: decision.expires_at,
         act: act.as_ref(),
         may_act: client.spec.may_act.as_ref(),
+        cnf: dpop_jkt.as_deref().map(|jkt| Confirmation { jkt }),
     };
     let token = key
         .sign("at+jwt", &claims)
@@ -276,6 +329,7 @@ pub async fn prepare_exchanged_token(
         policy_version: Some(policy.version.clone()),
         act,
         may_act: client.spec.may_act.clone(),
+        dpop_jkt: dpop_jkt.clone(),
     });
     let request = AppendRequest::to_stream(event.stream_id(), ExpectedVersion::NoStream, vec![event])
         .with_metadata(projections::Metadata {
@@ -287,7 +341,11 @@ pub async fn prepare_exchanged_token(
         TokenResponse {
             access_token: token,
             issued_token_type: None,
-            token_type: "Bearer",
+            token_type: if dpop_jkt.is_some() {
+                DPOP_TOKEN_TYPE
+            } else {
+                "Bearer"
+            },
             expires_in: decision.expires_at - decision.issued_at,
             scope: Some(scope),
             refresh_token: None,

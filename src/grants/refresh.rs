@@ -51,7 +51,9 @@ pub struct Minting<'a> {
     pub parent_hash: Option<String>,
 }
 
-/// A fresh refresh token: its value (for the client, once) and the append that records its hash.
+/// A fresh refresh token: its value (for the client, once) and the append that records its hash. A
+/// public client's token is bound to the key of the request's DPoP proof, if it sent one
+/// ([`super::binding`]).
 pub fn mint(m: Minting<'_>) -> Result<(String, AppendRequest), OAuthError> {
     let value = crate::ids::secret().map_err(|e| OAuthError::internal("randomness", e))?;
     let token_hash = hash(&value);
@@ -65,6 +67,7 @@ pub fn mint(m: Minting<'_>) -> Result<(String, AppendRequest), OAuthError> {
         issued_at: m.now,
         expires_at: Some(m.now + m.lifetime_seconds),
         parent_hash: m.parent_hash,
+        dpop_jkt: super::binding().refresh_jkt(),
     });
     Ok((
         value,
@@ -79,6 +82,8 @@ pub struct Request<'a> {
     pub scope: Option<&'a [String]>,
     /// RFC 8707 `resource`: narrows the delegation's audiences.
     pub resource: Option<&'a str>,
+    /// RFC 9449: the thumbprint of the key the request's DPoP proof was signed with, if it sent one.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// What a refresh is decided on, read before deciding.
@@ -136,6 +141,21 @@ pub fn decide(
         .as_ref()
         .filter(|t| t.client_id == client.spec.client_id && client.is_enabled())
         .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    // RFC 9449 §5: a bound token is worth nothing without its key. Checked before anything else, so a
+    // stolen rotated token presented without the key cannot even revoke the victim's grant as reuse.
+    if let Some(bound) = token.dpop_jkt.as_deref() {
+        match request.dpop_jkt {
+            None => {
+                return Err(OAuthError::InvalidDpopProof(
+                    "this refresh token is bound to a DPoP key; send a proof signed by it".into(),
+                ));
+            }
+            Some(presented) if presented != bound => {
+                return Err(invalid_grant("this refresh token is bound to another DPoP key"));
+            }
+            Some(_) => {}
+        }
+    }
     if token.expires_at.is_some_and(|exp| now >= exp) {
         return Err(invalid_grant("the refresh token has expired"));
     }
@@ -278,9 +298,11 @@ pub async fn grant(
         .get("scope")
         .map(|s| scope::parse(s, limits.scopes_per_request_max, limits.scope_len_max))
         .transpose()?;
+    let dpop_jkt = super::binding().jkt;
     let request = Request {
         scope: scope.as_deref(),
         resource: form.get("resource"),
+        dpop_jkt: dpop_jkt.as_deref(),
     };
     let settings = Settings {
         delegation_lifetime_seconds: app.config.tokens.delegation_lifetime_seconds,
@@ -483,6 +505,7 @@ mod tests {
             expires_at: Some(NOW + 1_000),
             parent_hash: None,
             status,
+            dpop_jkt: None,
         }
     }
 
@@ -523,6 +546,7 @@ mod tests {
     const PLAIN: Request<'static> = Request {
         scope: None,
         resource: None,
+        dpop_jkt: None,
     };
 
     fn when(facts: &Facts, client: &Client, request: Request<'_>) -> Result<Outcome, OAuthError> {
@@ -569,6 +593,17 @@ mod tests {
         let revoked_token = RefreshStatus::Revoked {
             reason: RevocationReason::RevokedByClient,
             at: NOW - 1,
+        };
+        let bound = |status: RefreshStatus| {
+            let mut facts = given(status);
+            if let Some(t) = facts.token.as_mut() {
+                t.dpop_jkt = Some("key-a".into());
+            }
+            facts
+        };
+        let proved_by = |jkt: &'static str| Request {
+            dpop_jkt: Some(jkt),
+            ..PLAIN
         };
         let old = ["old".to_owned()];
         let cases: Vec<(&str, Facts, &Client, Request<'_>, &str)> = vec![
@@ -636,7 +671,7 @@ mod tests {
                 &c,
                 Request {
                     scope: Some(&old),
-                    resource: None,
+                    ..PLAIN
                 },
                 "invalid_scope",
             ),
@@ -645,8 +680,8 @@ mod tests {
                 given(RefreshStatus::Active),
                 &c,
                 Request {
-                    scope: None,
                     resource: Some("https://payments.example"),
+                    ..PLAIN
                 },
                 "invalid_target",
             ),
@@ -655,9 +690,44 @@ mod tests {
                 given(RefreshStatus::Active),
                 &c,
                 Request {
-                    scope: None,
                     resource: Some("https://api.example"),
+                    ..PLAIN
                 },
+                "rotate",
+            ),
+            (
+                "a bound token with a proof by its key rotates",
+                bound(RefreshStatus::Active),
+                &c,
+                proved_by("key-a"),
+                "rotate",
+            ),
+            (
+                "a bound token without a proof",
+                bound(RefreshStatus::Active),
+                &c,
+                PLAIN,
+                "invalid_dpop_proof",
+            ),
+            (
+                "a bound token with a proof by another key",
+                bound(RefreshStatus::Active),
+                &c,
+                proved_by("key-b"),
+                "invalid_grant",
+            ),
+            (
+                "a stolen rotated bound token without its key revokes nothing",
+                bound(rotated(NOW - 5)),
+                &c,
+                proved_by("key-b"),
+                "invalid_grant",
+            ),
+            (
+                "an unbound token with a proof rotates",
+                given(RefreshStatus::Active),
+                &c,
+                proved_by("key-a"),
                 "rotate",
             ),
         ];

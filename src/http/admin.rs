@@ -159,6 +159,8 @@ pub struct ClientRequest {
     pub token_exchange: Option<TokenExchangeConfig>,
     #[serde(default)]
     pub may_act: Option<String>,
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn client_secret_basic() -> String {
@@ -191,6 +193,7 @@ impl ClientRequest {
             password_grant_second_factor_users: self.password_grant_second_factor_users,
             token_exchange: self.token_exchange.as_ref().map(TokenExchangeConfig::settings),
             may_act: crate::config::may_act_party(self.may_act.as_ref()),
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
         }
     }
 }

@@ -37,21 +37,32 @@ const PRESESSION_CHARS_MIN: usize = 43;
 
 /// The server's CSRF key, loaded (or created) once per process.
 async fn key(app: &App, now: UnixSeconds) -> Result<&hmac::Key, StoreError> {
-    app.csrf_key
-        .get_or_try_init(|| async {
-            let fresh = random_token()?;
-            let stored = app
-                .store
-                .off_ledger_insert(KEY_NAMESPACE, KEY_NAME, &fresh, None, now)
-                .await?;
-            let bytes = URL_SAFE_NO_PAD
-                .decode(stored.as_bytes())
-                .ok()
-                .filter(|b| b.len() >= 32)
-                .ok_or_else(|| StoreError::Corrupt("the CSRF key is not 32 base64url bytes".into()))?;
-            Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-        })
-        .await
+    shared_key(app, &app.csrf_key, KEY_NAME, now).await
+}
+
+/// An HMAC-SHA256 key every node shares: 256 random bits kept off the ledger under `name`, created by
+/// the first node that needs it (of two creating it at once, both keep the first) and cached in `cell`
+/// for the life of the process.
+pub(crate) async fn shared_key<'a>(
+    app: &App,
+    cell: &'a tokio::sync::OnceCell<hmac::Key>,
+    name: &str,
+    now: UnixSeconds,
+) -> Result<&'a hmac::Key, StoreError> {
+    cell.get_or_try_init(|| async {
+        let fresh = random_token()?;
+        let stored = app
+            .store
+            .off_ledger_insert(KEY_NAMESPACE, name, &fresh, None, now)
+            .await?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(stored.as_bytes())
+            .ok()
+            .filter(|b| b.len() >= 32)
+            .ok_or_else(|| StoreError::Corrupt(format!("the {name} key is not 32 base64url bytes")))?;
+        Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+    })
+    .await
 }
 
 /// What the request's token must be bound to: its session cookie, else its pre-session cookie.

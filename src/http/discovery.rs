@@ -54,7 +54,9 @@ fn metadata(app: &AppRef) -> Value {
         // RS256 first: the default for a client that registers no `id_token_signed_response_alg`
         // (OpenID Connect Core §15.1).
         "id_token_signing_alg_values_supported": ID_TOKEN_ALGS,
-        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "userinfo_endpoint": app.endpoints.userinfo,
+        // RFC 9449 §5.1: proofs are accepted at the token endpoint and /userinfo.
+        "dpop_signing_alg_values_supported": crate::oauth::dpop::SIGNING_ALGS,
         "claims_supported": [
             "sub",
             "iss",

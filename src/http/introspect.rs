@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::client_auth::authenticate;
 use crate::access_tokens;
 use crate::app::{App, AppRef};
-use crate::grants::refresh;
+use crate::grants::{DPOP_TOKEN_TYPE, refresh};
 use crate::oauth::OAuthError;
 use crate::oauth::client_auth::AUTHENTICATION_FAILED;
 use crate::oauth::form::Form;
@@ -78,6 +78,11 @@ pub async fn introspect(
             }
             if let Some(may_act) = &f.token.may_act {
                 answer["may_act"] = json!(may_act);
+            }
+            // RFC 9449 §6.2: a resource learns the key a token is bound to, and must demand a proof by it.
+            if let Some(jkt) = &f.token.dpop_jkt {
+                answer["token_type"] = json!(DPOP_TOKEN_TYPE);
+                answer["cnf"] = json!({ "jkt": jkt });
             }
             answer
         }

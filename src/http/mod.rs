@@ -6,6 +6,7 @@ mod authorize;
 mod client_auth;
 pub mod csrf;
 mod discovery;
+mod dpop;
 mod health;
 mod introspect;
 mod login;

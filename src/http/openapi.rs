@@ -320,7 +320,8 @@ pub struct AuthorizationForm {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`,
-    /// `invalid_scope`, `invalid_target`, `invalid_request_uri`, `server_error` or `temporarily_unavailable`.
+    /// `invalid_scope`, `invalid_target`, `invalid_request_uri`, `invalid_dpop_proof`, `use_dpop_nonce`,
+    /// `server_error` or `temporarily_unavailable` (at `/userinfo`: `invalid_token`, `insufficient_scope`).
     error: String,
     #[schema(nullable = false)]
     error_description: Option<String>,
@@ -337,11 +338,12 @@ pub struct AdminErrorBody {
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponseSchema {
-    /// An RFC 9068 JWT (`typ: at+jwt`).
+    /// An RFC 9068 JWT (`typ: at+jwt`); with a DPoP proof it carries `cnf.jkt`, the key's thumbprint.
     access_token: String,
     /// Token exchange only (RFC 8693 §2.2.1): `urn:ietf:params:oauth:token-type:access_token`.
     #[schema(nullable = false)]
     issued_token_type: Option<String>,
+    /// `Bearer`, or `DPoP` when the request carried a DPoP proof (RFC 9449 §5).
     token_type: String,
     expires_in: i64,
     #[schema(nullable = false)]
@@ -373,6 +375,7 @@ pub struct IntrospectionSchema {
     iat: Option<i64>,
     #[schema(nullable = false)]
     jti: Option<String>,
+    /// `Bearer`, `DPoP` (bound to a key: see `cnf`) or `refresh_token`.
     #[schema(nullable = false)]
     token_type: Option<String>,
     /// RFC 8693 §4.1: who acts for the subject (`sub`), nested (`act`) for each earlier actor.
@@ -381,6 +384,16 @@ pub struct IntrospectionSchema {
     /// RFC 8693 §4.4: the one party (`sub`) that may act for the subject with this token.
     #[schema(nullable = false, value_type = Option<Object>)]
     may_act: Option<serde_json::Value>,
+    /// RFC 9449 §6.2: the key a DPoP-bound access token is bound to.
+    #[schema(nullable = false)]
+    cnf: Option<ConfirmationSchema>,
+}
+
+/// RFC 7800 confirmation by JWK SHA-256 thumbprint (RFC 9449 §6).
+#[derive(Serialize, ToSchema)]
+pub struct ConfirmationSchema {
+    /// base64url SHA-256 thumbprint (RFC 7638) of the DPoP key.
+    jkt: String,
 }
 
 /// A pushed authorization request's handle (RFC 9126 §2.2).
@@ -489,6 +502,10 @@ pub struct ClientRegistration {
     /// With the `password` grant type: users with a second factor may sign in with the password alone.
     #[serde(default)]
     password_grant_second_factor_users: bool,
+    /// RFC 9449 §5.2: every token request must carry a `DPoP` proof, so every access token is bound to
+    /// the client's key. Not with the `implicit` grant type.
+    #[serde(default)]
+    dpop_bound_access_tokens: bool,
     /// Required with the token exchange grant type, refused without it; not for a public client.
     token_exchange: Option<TokenExchangeSchema>,
     /// The subject (1 to 255 bytes) of the one actor that may exchange this client's access tokens.
@@ -572,10 +589,14 @@ pub enum DisableBody {
 //   (400, 413, 415, 422, plain text); its 503 is `temporarily_unavailable` with `Retry-After`.
 
 #[utoipa::path(post, path = "/token", tag = "oauth", security(("client_basic" = []), ()),
+    description = "With a `DPoP` proof (RFC 9449) for `POST` on this URL, the access token is bound to the proof's key (`token_type: DPoP`), and so is a public client's refresh token, which then refreshes only with a proof by the same key.",
+    params(("DPoP" = Option<String>, Header, description = "RFC 9449 proof: a JWS with `typ: dpop+jwt`, an asymmetric `alg` from `dpop_signing_alg_values_supported`, the public `jwk`; claims `jti`, `htm`, `htu`, `iat` and, when the server requires one, `nonce`. Required for clients registered with `dpop_bound_access_tokens`.")),
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, body = TokenResponseSchema, headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`", body = ErrorBody),
+        (status = 200, body = TokenResponseSchema, headers(("Cache-Control" = String, description = "`no-store`"),
+            ("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce for the next proof"))),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_dpop_proof`, `use_dpop_nonce`", body = ErrorBody,
+            headers(("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce to retry with"))),
         (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
         (status = 500, description = "`server_error`", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the database is unavailable", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
@@ -762,9 +783,14 @@ fn authorize_post() {}
 fn par() {}
 
 #[utoipa::path(get, path = "/userinfo", tag = "oauth", security(("access_token" = ["openid"])),
+    description = "A DPoP-bound token is accepted only as `Authorization: DPoP <token>` with a `DPoP` proof by its key (`htm`, `htu` this URL, `ath`); as `Bearer` it is refused.",
+    params(("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`")),
     responses(
-        (status = 200, description = "The user's claims, released by the token's scopes", body = Object),
-        (status = 401, description = "No bearer token (bare challenge), or `invalid_token`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 200, description = "The user's claims, released by the token's scopes", body = Object,
+            headers(("DPoP-Nonce" = String, description = "When the server requires DPoP nonces"))),
+        (status = 401, description = "No token (bare `Bearer` and `DPoP` challenges), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"),
+                    ("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce to retry with"))),
         (status = 403, description = "`insufficient_scope`: the token was not granted `openid`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
         (status = 500, description = "`server_error`", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
@@ -772,10 +798,14 @@ fn par() {}
 fn userinfo() {}
 
 #[utoipa::path(post, path = "/userinfo", tag = "oauth", security(("access_token" = ["openid"])),
-    description = "As `GET /userinfo` (OpenID Connect Core §5.3.1); the token goes in the `Authorization` header.",
+    description = "As `GET /userinfo` (OpenID Connect Core §5.3.1); the token goes in the `Authorization` header, and a DPoP proof's `htm` is `POST`.",
+    params(("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`")),
     responses(
-        (status = 200, description = "The user's claims, released by the token's scopes", body = Object),
-        (status = 401, description = "No bearer token (bare challenge), or `invalid_token`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 200, description = "The user's claims, released by the token's scopes", body = Object,
+            headers(("DPoP-Nonce" = String, description = "When the server requires DPoP nonces"))),
+        (status = 401, description = "No token (bare `Bearer` and `DPoP` challenges), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"),
+                    ("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce to retry with"))),
         (status = 403, description = "`insufficient_scope`: the token was not granted `openid`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
         (status = 500, description = "`server_error`", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
@@ -827,7 +857,8 @@ impl utoipa::Modify for SecuritySchemes {
                     )),
                     Flow::ClientCredentials(ClientCredentials::new("/token", Scopes::new())),
                 ],
-                "An RFC 9068 access token (`typ: at+jwt`) as a bearer token; ID tokens are refused.",
+                "An RFC 9068 access token (`typ: at+jwt`) as a bearer token, or as `DPoP <token>` with a `DPoP` \
+                 proof when it is bound to a key (RFC 9449); ID tokens are refused.",
             )),
         );
     }

@@ -49,6 +49,13 @@ pub enum OAuthError {
     /// RFC 9126: the `request_uri` is unknown, expired, already used, or belongs to another client.
     #[error("invalid_request_uri")]
     InvalidRequestUri(String),
+    /// RFC 9449 §5: the DPoP proof is missing where one is required, malformed, or does not match the
+    /// request. Send a fresh, correct proof.
+    #[error("invalid_dpop_proof")]
+    InvalidDpopProof(String),
+    /// RFC 9449 §8: the server requires a nonce in DPoP proofs; retry with the one in `DPoP-Nonce`.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     /// The server failed; the details are in its log, not in the response. Retry later.
     #[error("server_error")]
     ServerError,
@@ -84,7 +91,9 @@ impl OAuthError {
             | OAuthError::LoginRequired(d)
             | OAuthError::ConsentRequired(d)
             | OAuthError::InteractionRequired(d)
-            | OAuthError::InvalidRequestUri(d) => Some(d),
+            | OAuthError::InvalidRequestUri(d)
+            | OAuthError::InvalidDpopProof(d)
+            | OAuthError::UseDpopNonce(d) => Some(d),
             OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
         }
     }

@@ -253,6 +253,7 @@ pub fn issued(jti: &str) -> projections::Event {
         policy_version: Some("p1".into()),
         act: None,
         may_act: None,
+        dpop_jkt: None,
     })
 }
 
