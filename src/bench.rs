@@ -43,6 +43,16 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<u64>,
     },
+    /// Every grant a machine can drive, side by side in one run at one concurrency: `client_credentials`,
+    /// then each other grant as a ratio of it (token exchange of an access token).
+    Grants {
+        /// Token requests per grant.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Workers at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+    },
     /// Whether cost grows with history: adds `--events` events to this ledger, then measures append and
     /// `client_credentials` throughput on it and on a fresh ledger beside it (a file next to it, or a
     /// schema in the same PostgreSQL database), round by round in turn; prints both and their ratio.
@@ -141,6 +151,18 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Grants {
+            requests,
+            concurrency,
+        } => {
+            let store = store::open(url).await?;
+            let result = grants(store.clone(), requests, concurrency.max(1)).await;
+            store.close().await;
+            for line in result? {
+                println!("{} {line}", crate::cli::redact(url));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Refresh {
             requests,
             concurrency,
@@ -190,6 +212,15 @@ struct BenchServer {
 impl BenchServer {
     /// Registers a client that may use `grant_types` and serves the router.
     async fn start(store: Arc<dyn EventStore>, grant_types: &[&str]) -> Result<BenchServer, CliError> {
+        Self::start_with(store, grant_types, |_| {}).await
+    }
+
+    /// [`BenchServer::start`], with the client's registration adjusted by `adjust`.
+    async fn start_with(
+        store: Arc<dyn EventStore>,
+        grant_types: &[&str],
+        adjust: impl FnOnce(&mut projections::event::ClientSpec),
+    ) -> Result<BenchServer, CliError> {
         use crate::config::{Config, ScopeConfig};
         let keys = std::env::temp_dir().join(format!("consent-ledger-bench-keys-{}", crate::ids::id()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -209,11 +240,12 @@ impl BenchServer {
         let client_id = format!("bench-{}", crate::ids::id());
         let secret = crate::ids::secret().map_err(|_| CliError::Usage("no randomness".into()))?;
         let spec = machine_client(&client_id, vec!["messages:read".into()], serde_json::Value::Null);
-        let spec = projections::event::ClientSpec {
+        let mut spec = projections::event::ClientSpec {
             secret_hash: Some(crate::clients::hash_secret(&secret)),
             grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
             ..spec
         };
+        adjust(&mut spec);
         let now = store.clock().now();
         store.append(crate::clients::register(None, spec, now)?).await?;
         let app = Arc::new(crate::app::App::new(store, config)?);
@@ -606,6 +638,126 @@ async fn load(
                 latencies.push(began.elapsed());
                 if !ok {
                     return Err("a token request failed".to_owned());
+                }
+            }
+            Ok(latencies)
+        }));
+    }
+    report(count, started, tasks).await
+}
+
+/// One form per request, prepared before the clock starts.
+type Forms = Vec<Vec<(String, String)>>;
+
+/// Each grant's throughput against an in-process server, `client_credentials` first; one line each, the
+/// others with their ratio to it.
+async fn grants(store: Arc<dyn EventStore>, count: u64, concurrency: u64) -> Result<Vec<String>, CliError> {
+    use crate::grants::GrantType;
+    let exchange = GrantType::TokenExchange.name();
+    let bench = BenchServer::start_with(store, &["client_credentials", exchange], |spec| {
+        spec.token_exchange = Some(projections::event::TokenExchangeSettings {
+            impersonation: true,
+            ..Default::default()
+        });
+    })
+    .await?;
+    let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let cc: Forms = (0..count)
+        .map(|_| form(&[("grant_type", "client_credentials")]))
+        .collect();
+    // One access token, exchanged again and again: each exchange is checked and recorded on its own.
+    let subject = first_token(&bench).await?;
+    let exchanges: Forms = (0..count)
+        .map(|_| {
+            form(&[
+                ("grant_type", exchange),
+                ("subject_token", &subject),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ])
+        })
+        .collect();
+    // A warm-up, then each grant in turn.
+    load_forms(&bench, cc.iter().take(2_000).cloned().collect(), concurrency).await?;
+    let base = load_forms(&bench, cc, concurrency).await?;
+    let exchanged = load_forms(&bench, exchanges, concurrency).await?;
+    bench.stop();
+    Ok(vec![
+        format!(
+            "client_credentials concurrency {concurrency}: {}",
+            base.as_tokens()
+        ),
+        format!(
+            "token-exchange concurrency {concurrency}: {} ({:.2} of client_credentials)",
+            exchanged.as_tokens(),
+            exchanged.rate() / base.rate()
+        ),
+    ])
+}
+
+/// A `client_credentials` access token of the benchmark client.
+async fn first_token(bench: &BenchServer) -> Result<String, CliError> {
+    let body: serde_json::Value = load_client(1)?
+        .post(format!("{}/token", bench.base))
+        .basic_auth(&bench.client_id, Some(&bench.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Usage(format!("no token: {body}")))
+}
+
+/// Sends `forms` to the token endpoint as the benchmark client, `concurrency` workers at once, each
+/// answer checked.
+async fn load_forms(bench: &BenchServer, forms: Forms, concurrency: u64) -> Result<Report, CliError> {
+    let count = forms.len() as u64;
+    let http = load_client(concurrency)?;
+    let url = format!("{}/token", bench.base);
+    let mut shares: Vec<Forms> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, f) in forms.into_iter().enumerate() {
+        shares[i % concurrency as usize].push(f);
+    }
+    let started = stopwatch();
+    let mut tasks = Vec::new();
+    for share in shares {
+        let (http, url, client_id, secret) = (
+            http.clone(),
+            url.clone(),
+            bench.client_id.clone(),
+            bench.secret.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(share.len());
+            for form in share {
+                let began = stopwatch();
+                let r = http
+                    .post(&url)
+                    .basic_auth(&client_id, Some(&secret))
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = r.status();
+                let body = r.bytes().await.map_err(|e| e.to_string())?;
+                latencies.push(began.elapsed());
+                if !status.is_success() {
+                    return Err(format!(
+                        "a token request failed: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    ));
                 }
             }
             Ok(latencies)
