@@ -60,6 +60,7 @@ impl App {
     /// Builds the state for a validated `config` over `store`; the server reads the store's clock, so
     /// decisions and `recorded_at` agree.
     pub fn new(store: Arc<dyn EventStore>, config: Config) -> Result<App, crate::config::ConfigError> {
+        crate::telemetry::install();
         let policy = Policy::from_config(&config).map_err(|(key, problem)| crate::config::ConfigError {
             file: "configuration".into(),
             key,

@@ -48,6 +48,10 @@ pub struct Config {
     /// Bearer token for `/admin`; the admin API is off when unset.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Bearer token a scraper presents at `/metrics` (the admin token works too); `/metrics` answers 404
+    /// when neither is set.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
     /// Audience of tokens when the request names no resource and the client has none.
     #[serde(default)]
     pub default_audience: Option<String>,
@@ -417,6 +421,7 @@ impl Default for Config {
             key_dir: default_key_dir(),
             signing_alg: Algorithm::default(),
             admin_token: None,
+            metrics_token: None,
             default_audience: None,
             tokens: TokenLifetimes::default(),
             login: LoginSettings::default(),
@@ -472,6 +477,9 @@ impl Config {
         }
         if let Some(v) = env("ADMIN_TOKEN") {
             config.admin_token = Some(v);
+        }
+        if let Some(v) = env("METRICS_TOKEN") {
+            config.metrics_token = Some(v);
         }
         config.validate(&file)?;
         Ok(config)
@@ -546,6 +554,11 @@ impl Config {
             && t.len() < 32
         {
             return err("admin_token".into(), "must be at least 32 characters".into());
+        }
+        if let Some(t) = &self.metrics_token
+            && t.len() < 32
+        {
+            return err("metrics_token".into(), "must be at least 32 characters".into());
         }
         let policy = crate::issuance::Policy::from_config(self).map_err(|(key, problem)| ConfigError {
             file: file.to_owned(),

@@ -23,4 +23,5 @@ pub mod policy;
 pub mod sessions;
 pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod users;

@@ -291,6 +291,10 @@ pub async fn prepare_exchanged_token(
         .map_err(|e| OAuthError::internal("signing key", e))?;
     let jti = crate::ids::id();
     let dpop_jkt = binding().jkt;
+    for t in &decision.trail {
+        metrics::counter!("issuance_scopes_total", "grant" => grant.name(), "outcome" => t.outcome.name())
+            .increment(1);
+    }
     let scopes = decision.scope_names();
     let scope = scopes.join(" ");
     let claims = AccessClaims {

@@ -10,6 +10,7 @@ mod dpop;
 mod health;
 mod introspect;
 mod login;
+mod metrics;
 pub mod openapi;
 mod rate_limit;
 mod revoke;
@@ -28,6 +29,7 @@ use crate::oauth::form::{BodyLimit, FORM_BYTES_MAX};
 pub const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
+    "/metrics",
     "/.well-known/oauth-authorization-server",
     "/.well-known/openid-configuration",
     "/jwks",
@@ -68,11 +70,14 @@ pub fn router(app: AppRef) -> Router {
         .route("/admin/policy/reload", post(admin::reload_policy))
         .route("/openapi.json", get(openapi::document))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/style.css", get(crate::pages::stylesheet))
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
         .merge(login::routes())
         .merge(account::routes())
+        // On matched routes only, where the route template is known: counted by template, not by path.
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::Extension(BodyLimit(body_max)))
         .with_state(app)

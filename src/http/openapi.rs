@@ -649,6 +649,14 @@ fn jwks() {}
 #[allow(dead_code)]
 fn healthz() {}
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("admin_token" = [])),
+    description = "Prometheus text format. The bearer token is the `metrics_token` (for a scraper; it can do nothing else) or the admin token.",
+    responses((status = 200, description = "Every series", body = String, content_type = "text/plain"),
+              (status = 401, description = "No or a wrong bearer token", body = String, content_type = "text/plain", headers(("WWW-Authenticate" = String))),
+              (status = 404, description = "Neither `metrics_token` nor `admin_token` is configured", body = String, content_type = "text/plain")))]
+#[allow(dead_code)]
+fn metrics() {}
+
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Database reachable and migrated", body = String, content_type = "text/plain"),
               (status = 503, description = "Not ready", body = String, content_type = "text/plain")))]
@@ -868,7 +876,7 @@ impl utoipa::Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
-    paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz,
+    paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz, metrics,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
           authorize, authorize_post, par, userinfo, userinfo_post),
     modifiers(&SecuritySchemes)
@@ -888,6 +896,8 @@ mod tests {
     /// Operations that read nothing from the store, so cannot answer 503.
     const STORELESS: &[&str] = &[
         "get /healthz",
+        // The head it shows is read if the store answers; a scrape does not fail with the store.
+        "get /metrics",
         "get /openapi.json",
         "get /.well-known/oauth-authorization-server",
         "get /.well-known/openid-configuration",

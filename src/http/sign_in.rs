@@ -90,6 +90,7 @@ pub async fn check_password(
     now: UnixSeconds,
 ) -> Checked {
     let Some(attempt) = Attempt::reserve(app, username, peer, now) else {
+        metrics::counter!("sign_in_lockouts_total").increment(1);
         return Checked::TooMany;
     };
     let Some(permit) = app.password_gate.enter(PASSWORD_VERIFICATION_WAIT).await else {
@@ -108,6 +109,7 @@ pub async fn check_password(
     match checked {
         Ok(Ok(Some(user))) => Checked::Right(user, attempt),
         Ok(Ok(None)) => {
+            metrics::counter!("sign_in_failures_total").increment(1);
             attempt.failed();
             Checked::Wrong
         }

@@ -27,6 +27,15 @@ pub async fn token(State(app): State<AppRef>, peer: Peer, headers: HeaderMap, fo
             .map_err(|e| (e, nonce)),
         Err(e) => Err((e, None)),
     };
+    let grant = form.get("grant_type").and_then(|g| GrantType::parse(g).ok());
+    let grant = grant.map_or("unsupported", GrantType::name);
+    match &answer {
+        Ok(_) => metrics::counter!("tokens_issued_total", "grant" => grant).increment(1),
+        Err((e, _)) => {
+            metrics::counter!("token_requests_refused_total", "grant" => grant, "error" => e.to_string())
+                .increment(1)
+        }
+    }
     let (mut response, nonce) = match answer {
         Ok((body, nonce)) => {
             let mut response = Json(body).into_response();

@@ -74,6 +74,22 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The outcome's name, as the trail writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Issued { .. } => "issued",
+            Outcome::UnknownScope => "unknown_scope",
+            Outcome::NotAllowedForClient => "not_allowed_for_client",
+            Outcome::Denied { .. } => "denied",
+            Outcome::DroppedNoConsent => "dropped_no_consent",
+            Outcome::DroppedNotHeld => "dropped_not_held",
+            Outcome::DroppedStepUp => "dropped_step_up",
+            Outcome::AskUser { .. } => "ask_user",
+        }
+    }
+}
+
 /// One line of the decision trail: the concrete scope, the template it matched, each authorizer's
 /// verdict, their combination and the outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

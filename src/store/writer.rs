@@ -171,10 +171,17 @@ impl Writer {
                     }
                 }
                 let (requests, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+                metrics::gauge!("ledger_writer_queue_depth").set(rx.len() as f64);
+                metrics::histogram!("ledger_append_batch_events").record(events as f64);
+                let started = crate::telemetry::stopwatch();
                 let committed = match now_micros(&clock) {
                     Ok(now) => commit_batch(backend.as_ref(), &requests, now).await,
                     Err(e) => Err(e),
                 };
+                metrics::histogram!("ledger_commit_seconds").record(started.elapsed().as_secs_f64());
+                if committed.is_err() {
+                    metrics::counter!("ledger_commit_failures_total").increment(1);
+                }
                 match committed {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
