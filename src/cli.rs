@@ -466,6 +466,13 @@ async fn serve(
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
     tracing::info!(version = %policy.version, "policy in force");
+    let recorded = app
+        .record_trusted_issuers(now)
+        .await
+        .map_err(|e| CliError::Usage(format!("recording the trusted issuers failed: {e}")))?;
+    if recorded > 0 {
+        tracing::info!(changes = recorded, "trusted issuers recorded");
+    }
     spawn_reload_on_sighup(app.clone());
     let key = app.keys.current(app.store.as_ref(), now).await?;
     tracing::info!(kid = %key.kid, alg = key.alg.name(), issuer = %app.config.issuer, "signing key ready");

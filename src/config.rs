@@ -19,6 +19,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "refresh_token",
     "implicit",
     "password",
+    crate::grants::jwt_bearer::GRANT_TYPE,
 ];
 
 /// Client authentication methods this server implements.
@@ -65,6 +66,9 @@ pub struct Config {
     pub policy: PolicySettings,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Issuers whose signed assertions name users (RFC 7523); read at start.
+    #[serde(default)]
+    pub trusted_issuers: Vec<crate::trust::issuers::TrustedIssuerConfig>,
 }
 
 /// How the policy engine resolves consent.
@@ -345,6 +349,7 @@ impl Default for Config {
             authorizers: Vec::new(),
             policy: PolicySettings::default(),
             clients: Vec::new(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -524,6 +529,15 @@ impl Config {
             }
             if c.token_endpoint_auth_method == "private_key_jwt" && c.jwks.is_none() {
                 return err(key("jwks"), "required by private_key_jwt".into());
+            }
+        }
+        let mut issuers = BTreeSet::new();
+        for (i, t) in self.trusted_issuers.iter().enumerate() {
+            let key = |k: &str| format!("trusted_issuers[{i}].{k}");
+            t.validate(|s| names.contains(s) || policy.engine.find(s).is_some())
+                .or_else(|(k, problem)| err(key(k), problem))?;
+            if !issuers.insert(t.issuer.as_str()) {
+                return err(key("issuer"), format!("{:?} is defined twice", t.issuer));
             }
         }
         Ok(())

@@ -22,4 +22,5 @@ pub mod pages;
 pub mod policy;
 pub mod sessions;
 pub mod store;
+pub mod trust;
 pub mod users;

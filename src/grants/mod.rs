@@ -2,6 +2,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod jwt_bearer;
 pub mod password;
 pub mod refresh;
 pub mod user_absent;
@@ -34,6 +35,8 @@ pub enum GrantType {
     Implicit,
     /// RFC 6749 §4.3: the user's password, presented by the client; off unless a client lists it.
     Password,
+    /// RFC 7523 §2.1: a JWT from a trusted issuer naming the user.
+    JwtBearer,
 }
 
 impl GrantType {
@@ -44,6 +47,7 @@ impl GrantType {
             "authorization_code" => Ok(GrantType::AuthorizationCode),
             "refresh_token" => Ok(GrantType::RefreshToken),
             "password" => Ok(GrantType::Password),
+            jwt_bearer::GRANT_TYPE => Ok(GrantType::JwtBearer),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -58,6 +62,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::Implicit => "implicit",
             GrantType::Password => "password",
+            GrantType::JwtBearer => jwt_bearer::GRANT_TYPE,
         }
     }
 }
@@ -98,6 +103,7 @@ pub async fn dispatch(
         GrantType::AuthorizationCode => authorization_code::grant(app, client, form, now).await,
         GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
         GrantType::Password => password::grant(app, client, form, peer, now).await,
+        GrantType::JwtBearer => jwt_bearer::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

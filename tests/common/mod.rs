@@ -170,6 +170,7 @@ impl TestServer {
         app.config_file = file;
         let app = Arc::new(app);
         app.publish_policy(&app.policy(), now).await.unwrap();
+        app.record_trusted_issuers(now).await.unwrap();
         app.keys.current(app.store.as_ref(), now).await.unwrap();
         let router = consent_ledger::http::router(app.clone());
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
