@@ -62,7 +62,8 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
                 "authorization_code",
                 "refresh_token",
                 "implicit",
-                "password"
+                "password",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer"
             ])
         );
         assert_eq!(m["scopes_supported"], json!(["admin", "read", "write"]));
