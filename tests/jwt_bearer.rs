@@ -96,7 +96,11 @@ fn scopes(body: &Value) -> Vec<String> {
 }
 
 fn refused(status: u16, body: &Value, because: &str) {
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     let description = body["error_description"].as_str().unwrap();
     assert!(description.contains(because), "{description}");
 }
@@ -159,12 +163,21 @@ async fn consent_for_an_assertion_comes_only_from_the_ledger(db: TestDb) {
     let (s, secret) = setup(&db, false, &key, "").await;
 
     // No standing consent: messages:read is dropped, the rest issued, and the trail says why
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "a1")), "profile messages:read").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, ISS, "ann", "a1")),
+        "profile messages:read",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(scopes(&body), ["profile"]);
     let issued = last_token_issued(&s).await;
     assert_eq!(issued.grant_type, URN);
-    assert_eq!(consent_cited(&s, "messages:read").await["outcome"], "dropped_no_consent");
+    assert_eq!(
+        consent_cited(&s, "messages:read").await["outcome"],
+        "dropped_no_consent"
+    );
 
     // Ann consents once on the consent page; from then on the ledger's consent stands for her
     let cookie = login(&s, "ann", PASSWORD).await;
@@ -175,7 +188,13 @@ async fn consent_for_an_assertion_comes_only_from_the_ledger(db: TestDb) {
         .rev()
         .find_map(|(p, e)| matches!(e, Event::ConsentGranted(_)).then_some(p))
         .unwrap();
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "a2")), "profile messages:read").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, ISS, "ann", "a2")),
+        "profile messages:read",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(scopes(&body), ["profile", "messages:read"]);
     let cited = consent_cited(&s, "messages:read").await["consent"].clone();
@@ -203,15 +222,31 @@ async fn consent_for_an_assertion_comes_only_from_the_ledger(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "a3")), "profile messages:read").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, ISS, "ann", "a3")),
+        "profile messages:read",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(scopes(&body), ["profile"]);
 
     // The issuer bounds the scopes: admin is never issued on its assertions, whatever the client may ask
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "a4")), "profile admin").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, ISS, "ann", "a4")),
+        "profile admin",
+    )
+    .await;
     assert_eq!((status, scopes(&body)), (200, vec!["profile".to_owned()]));
     let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "a5")), "admin").await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
 }
 
 async fn strict_consent_never_reuses_a_ledger_consent(db: TestDb) {
@@ -219,7 +254,13 @@ async fn strict_consent_never_reuses_a_ledger_consent(db: TestDb) {
     let (s, secret) = setup(&db, true, &key, "").await;
     let cookie = login(&s, "ann", PASSWORD).await;
     code_flow(&s, &cookie, ("app", &secret), "messages:read", &["messages:read"]).await;
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, ISS, "ann", "s1")), "profile messages:read").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, ISS, "ann", "s1")),
+        "profile messages:read",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(scopes(&body), ["profile"]);
 }
@@ -235,7 +276,11 @@ async fn assertion_replay_is_refused(db: TestDb) {
     // Still refused while it would otherwise verify (within the leeway after exp)
     s.advance(80);
     let (status, body) = bearer(&s, &secret, &assertion, "profile").await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
 }
 
 /// A JWKS endpoint serving whatever key set the test puts in, counting its fetches.
@@ -277,25 +322,55 @@ async fn an_unknown_kid_refetches_the_jwks_uri_at_most_once_a_minute(db: TestDb)
     let fetches = || keys.fetches.load(Ordering::SeqCst);
     assert_eq!(fetches(), 0, "nothing is fetched before an assertion needs it");
 
-    let (status, body) = bearer(&s, &secret, &k1.sign(&claims(&s, ROTATING, "ann", "r1")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &k1.sign(&claims(&s, ROTATING, "ann", "r1")),
+        "profile",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = bearer(&s, &secret, &k1.sign(&claims(&s, ROTATING, "ann", "r2")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &k1.sign(&claims(&s, ROTATING, "ann", "r2")),
+        "profile",
+    )
+    .await;
     assert_eq!((status, fetches()), (200, 1), "cached: {body}");
 
     // The issuer rotates: an assertion with the new kid refetches once and verifies
     *keys.doc.lock().unwrap() = jwks(&[&k2]);
-    let (status, body) = bearer(&s, &secret, &k2.sign(&claims(&s, ROTATING, "ann", "r3")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &k2.sign(&claims(&s, ROTATING, "ann", "r3")),
+        "profile",
+    )
+    .await;
     assert_eq!((status, fetches()), (200, 2), "{body}");
 
     // It rotates again within the minute: no refetch, the assertion is refused
     *keys.doc.lock().unwrap() = jwks(&[&k3]);
-    let (status, body) = bearer(&s, &secret, &k3.sign(&claims(&s, ROTATING, "ann", "r4")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &k3.sign(&claims(&s, ROTATING, "ann", "r4")),
+        "profile",
+    )
+    .await;
     refused(status, &body, "kid");
     assert_eq!(fetches(), 2);
 
     // A minute later the unknown kid refetches again
     s.advance(61);
-    let (status, body) = bearer(&s, &secret, &k3.sign(&claims(&s, ROTATING, "ann", "r5")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &k3.sign(&claims(&s, ROTATING, "ann", "r5")),
+        "profile",
+    )
+    .await;
     assert_eq!((status, fetches()), (200, 3), "{body}");
 }
 
@@ -312,7 +387,12 @@ async fn alg_none_assertion_is_refused(db: TestDb) {
     refused(status, &body, "alg none");
     // Nor with the signature of a real assertion pasted on
     let real = key.sign(&c);
-    let forged = format!("{}.{}.{}", b64(&json!({"alg": "none"})), b64(&c), real.split('.').nth(2).unwrap());
+    let forged = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "none"})),
+        b64(&c),
+        real.split('.').nth(2).unwrap()
+    );
     let (status, body) = bearer(&s, &secret, &forged, "profile").await;
     refused(status, &body, "alg none");
 }
@@ -321,7 +401,10 @@ async fn hmac_signed_with_the_public_key_is_refused(db: TestDb) {
     let key = IssuerKey::new("k1");
     let (s, secret) = setup(&db, false, &key, "").await;
     let c = claims(&s, ISS, "ann", "h1");
-    for secret_bytes in [key.public_pem.as_bytes().to_vec(), key.jwk.to_string().into_bytes()] {
+    for secret_bytes in [
+        key.public_pem.as_bytes().to_vec(),
+        key.jwk.to_string().into_bytes(),
+    ] {
         let forged = jsonwebtoken::encode(
             &jsonwebtoken::Header {
                 kid: Some("k1".into()),
@@ -392,7 +475,13 @@ async fn a_disabled_user_gets_no_token(db: TestDb) {
 async fn an_untrusted_issuer_or_a_client_without_the_grant_is_refused(db: TestDb) {
     let key = IssuerKey::new("k1");
     let (s, secret) = setup(&db, false, &key, "").await;
-    let (status, body) = bearer(&s, &secret, &key.sign(&claims(&s, "https://evil.example", "ann", "u1")), "profile").await;
+    let (status, body) = bearer(
+        &s,
+        &secret,
+        &key.sign(&claims(&s, "https://evil.example", "ann", "u1")),
+        "profile",
+    )
+    .await;
     refused(status, &body, "not trusted");
     // The description names no trusted issuer
     assert!(!body.to_string().contains(ISS), "{body}");
@@ -401,10 +490,17 @@ async fn an_untrusted_issuer_or_a_client_without_the_grant_is_refused(db: TestDb
         .post_form(
             "/token",
             Some(("web", &other)),
-            &[("grant_type", URN), ("assertion", &key.sign(&claims(&s, ISS, "ann", "u2")))],
+            &[
+                ("grant_type", URN),
+                ("assertion", &key.sign(&claims(&s, ISS, "ann", "u2"))),
+            ],
         )
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
 }
 
 async fn trust_changes_are_recorded_in_the_ledger_once(db: TestDb) {
@@ -414,7 +510,12 @@ async fn trust_changes_are_recorded_in_the_ledger_once(db: TestDb) {
     let trust_events = |all: Vec<(u64, Event)>| -> Vec<Event> {
         all.into_iter()
             .map(|(_, e)| e)
-            .filter(|e| matches!(e, Event::TrustedIssuerConfigured(_) | Event::TrustedIssuerRemoved(_)))
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::TrustedIssuerConfigured(_) | Event::TrustedIssuerRemoved(_)
+                )
+            })
             .collect()
     };
     let recorded = trust_events(events(&s).await);

@@ -27,7 +27,10 @@ fn client_python() -> Option<PathBuf> {
         return Some(python);
     }
     if std::env::var(REQUIRED_ENV).as_deref() == Ok("required") {
-        panic!("{REQUIRED_ENV}=required but {} is missing: run scripts/client-venv", python.display());
+        panic!(
+            "{REQUIRED_ENV}=required but {} is missing: run scripts/client-venv",
+            python.display()
+        );
     }
     eprintln!("skipped: run scripts/client-venv (or set {REQUIRED_ENV}=required to fail instead)");
     None
@@ -43,13 +46,14 @@ struct ClientRun {
 /// under test runs on it). `None` when the venv is missing and not required.
 async fn run_stock_client(script: &str, args: Vec<String>) -> Option<ClientRun> {
     let python = client_python()?;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python).arg(path).args(args).output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new(python).arg(path).args(args).output())
+            .await
+            .unwrap()
+            .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let output = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
         panic!(
@@ -89,15 +93,30 @@ jwks = {}
         toml_inline(&jwks(&[&key]))
     );
     let s = TestServer::start(&db, &config).await;
-    let secret = register_app(&s, "partner", &["profile", "admin"], json!({"grant_types": [URN]})).await;
+    let secret = register_app(
+        &s,
+        "partner",
+        &["profile", "admin"],
+        json!({"grant_types": [URN]}),
+    )
+    .await;
     let ann = add_user(&s, "ann", "correct horse battery", json!({})).await;
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("issuer.pem");
     std::fs::write(&pem, &key.private_pem).unwrap();
     let args = |subject: &str| -> Vec<String> {
-        [&s.base, "partner", &secret, pem.to_str().unwrap(), ISS, subject, "partner-1", "profile admin"]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            &s.base,
+            "partner",
+            &secret,
+            pem.to_str().unwrap(),
+            ISS,
+            subject,
+            "partner-1",
+            "profile admin",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     };
 
     let Some(run) = run_stock_client("jwt_bearer.py", args("ann")).await else {

@@ -70,7 +70,12 @@ pub fn decide(
 }
 
 /// Issues tokens on an assertion: verify it, claim its `jti`, fetch, [`decide`], record.
-pub async fn grant(app: &App, client: &Client, form: &Form, now: UnixSeconds) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    app: &App,
+    client: &Client,
+    form: &Form,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
     let assertion = form.require("assertion")?;
     let limits = &app.config.limits;
     let scope = form
@@ -166,7 +171,9 @@ mod tests {
     fn app_client() -> Client {
         let mut c = client("app");
         c.spec.grant_types = vec![GRANT_TYPE.into()];
-        c.spec.scopes = ["profile", "messages:read", "admin", "account.*"].map(String::from).to_vec();
+        c.spec.scopes = ["profile", "messages:read", "admin", "account.*"]
+            .map(String::from)
+            .to_vec();
         c
     }
 
@@ -226,25 +233,43 @@ mod tests {
         let all: &[&str] = &["profile", "messages:read", "admin"];
         // Given no standing consent, then the consent scope is dropped, and what the issuer may not
         // obtain (admin) is never issued
-        assert_eq!(when(false, &given(false, false), Some(all)), Ok(vec!["profile".into()]));
+        assert_eq!(
+            when(false, &given(false, false), Some(all)),
+            Ok(vec!["profile".into()])
+        );
         // Given a standing consent, then issued
         assert_eq!(
             when(false, &given(true, false), Some(all)),
             Ok(vec!["profile".into(), "messages:read".into()])
         );
         // Under strict_consent the ledger's consent does not count
-        assert_eq!(when(true, &given(true, false), Some(all)), Ok(vec!["profile".into()]));
+        assert_eq!(
+            when(true, &given(true, false), Some(all)),
+            Ok(vec!["profile".into()])
+        );
         // Given no scope requested, then the client's defaults the issuer allows
-        assert_eq!(when(false, &given(false, false), None), Ok(vec!["profile".into()]));
+        assert_eq!(
+            when(false, &given(false, false), None),
+            Ok(vec!["profile".into()])
+        );
         // Given a dynamic scope under an allowed template, then issued
         assert_eq!(
             when(false, &given(false, false), Some(&["account.42"])),
             Ok(vec!["account.42".into()])
         );
         // Given only scopes beyond the issuer's, then invalid_scope
-        assert_eq!(when(false, &given(true, false), Some(&["admin"])), Err("invalid_scope".into()));
+        assert_eq!(
+            when(false, &given(true, false), Some(&["admin"])),
+            Err("invalid_scope".into())
+        );
         // Given a disabled user or no local user, then invalid_grant
-        assert_eq!(when(false, &given(true, true), Some(all)), Err("invalid_grant".into()));
-        assert_eq!(when(false, &Facts::default(), Some(all)), Err("invalid_grant".into()));
+        assert_eq!(
+            when(false, &given(true, true), Some(all)),
+            Err("invalid_grant".into())
+        );
+        assert_eq!(
+            when(false, &Facts::default(), Some(all)),
+            Err("invalid_grant".into())
+        );
     }
 }

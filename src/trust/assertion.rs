@@ -93,7 +93,9 @@ pub fn validate(
 /// the configuration says (it cannot say so: see `issuers::validate`).
 fn algorithm(name: &str, issuer: &TrustedIssuerConfig) -> Result<Algorithm, TrustError> {
     if name.eq_ignore_ascii_case("none") {
-        return Err(TrustError::Algorithm("unsigned assertions (alg none) are never accepted".into()));
+        return Err(TrustError::Algorithm(
+            "unsigned assertions (alg none) are never accepted".into(),
+        ));
     }
     if name.to_ascii_uppercase().starts_with("HS") {
         return Err(TrustError::Algorithm(
@@ -214,7 +216,8 @@ mod tests {
         jwk.common.key_id = Some(kid.into());
         let spki: PublicKeyX509Der = pair.public_key().as_der().unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
-        let public_pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n").into_bytes();
+        let public_pem =
+            format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n").into_bytes();
         Signer {
             encoding,
             public_pem,
@@ -288,12 +291,18 @@ mod tests {
         let early = with(&[("nbf", json!(NOW + 120))]);
         assert!(matches!(when(&ok(&early), &[&k1]), Err(TrustError::NotYetValid)));
         let future = with(&[("iat", json!(NOW + 120))]);
-        assert!(matches!(when(&ok(&future), &[&k1]), Err(TrustError::IssuedInFuture)));
+        assert!(matches!(
+            when(&ok(&future), &[&k1]),
+            Err(TrustError::IssuedInFuture)
+        ));
         // Given an exp further ahead than the issuer allows, or none, then refused
         let long = with(&[("exp", json!(NOW + 3600))]);
         assert!(matches!(when(&ok(&long), &[&k1]), Err(TrustError::TooLong(300))));
         let no_exp = with(&[("exp", Value::Null)]);
-        assert!(matches!(when(&ok(&no_exp), &[&k1]), Err(TrustError::MissingExpiry)));
+        assert!(matches!(
+            when(&ok(&no_exp), &[&k1]),
+            Err(TrustError::MissingExpiry)
+        ));
         // Given another audience, then refused; an array naming this server is accepted
         let wrong_aud = with(&[("aud", json!("https://elsewhere.example"))]);
         assert!(matches!(when(&ok(&wrong_aud), &[&k1]), Err(TrustError::Audience)));
@@ -304,9 +313,15 @@ mod tests {
         assert!(matches!(when(&ok(&iss), &[&k1]), Err(TrustError::UnknownIssuer)));
         // Given a subject the issuer may not assert, or none, then refused
         let bob = with(&[("sub", json!("bob"))]);
-        assert!(matches!(when(&ok(&bob), &[&k1]), Err(TrustError::SubjectNotAllowed)));
+        assert!(matches!(
+            when(&ok(&bob), &[&k1]),
+            Err(TrustError::SubjectNotAllowed)
+        ));
         let nobody = with(&[("sub", Value::Null)]);
-        assert!(matches!(when(&ok(&nobody), &[&k1]), Err(TrustError::MissingSubject)));
+        assert!(matches!(
+            when(&ok(&nobody), &[&k1]),
+            Err(TrustError::MissingSubject)
+        ));
         // Given alg none, then refused before any key is looked at
         let none = unsigned("none", &good());
         assert!(matches!(when(&none, &[&k1]), Err(TrustError::Algorithm(m)) if m.contains("none")));

@@ -285,11 +285,12 @@ pub async fn record(
         }
         let count = events.len();
         let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        let request = AppendRequest::to_stream(streams::TRUSTED_ISSUERS, expected, events)
-            .with_metadata(projections::Metadata {
+        let request = AppendRequest::to_stream(streams::TRUSTED_ISSUERS, expected, events).with_metadata(
+            projections::Metadata {
                 actor: Some("configuration".into()),
                 ..projections::Metadata::default()
-            });
+            },
+        );
         match store.append(request).await {
             Ok(_) => return Ok(count),
             Err(AppendError::Conflict { .. }) if attempt < RECORD_ATTEMPTS => continue,
