@@ -42,6 +42,8 @@ pub struct App {
     pub csrf_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
     /// The DPoP nonce HMAC key, read from (or created in) the off-ledger store on first use.
     pub dpop_nonce_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
+    /// The trusted issuers of `[[trusted_issuers]]` and their keys (fetched ones cached here).
+    pub trust: crate::trust::Trust,
 }
 
 /// Why a policy could not be loaded or published.
@@ -104,6 +106,7 @@ impl App {
             ),
             csrf_key: tokio::sync::OnceCell::new(),
             dpop_nonce_key: tokio::sync::OnceCell::new(),
+            trust: crate::trust::Trust::new(&config.trusted_issuers),
             config,
             http,
         })
@@ -139,6 +142,12 @@ impl App {
         request.idempotency_key = Some(format!("policy-{}", policy.version));
         self.store.append(request).await?;
         Ok(())
+    }
+
+    /// Records the configured trusted issuers in the ledger where they differ from what it holds (at
+    /// start, beside the policy). Idempotent; nodes starting together record a change once.
+    pub async fn record_trusted_issuers(&self, now: UnixSeconds) -> Result<usize, crate::store::AppendError> {
+        crate::trust::issuers::record(self.store.as_ref(), &self.config.trusted_issuers, now).await
     }
 
     /// Re-reads the configuration file and puts its policy (scopes, authorizers, lifetimes) in force for

@@ -20,6 +20,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "implicit",
     "password",
     crate::grants::token_exchange::GRANT_TYPE,
+    crate::grants::jwt_bearer::GRANT_TYPE,
 ];
 
 /// Client authentication methods this server implements.
@@ -72,6 +73,9 @@ pub struct Config {
     pub dpop: DpopSettings,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Issuers whose signed assertions name users (RFC 7523); read at start.
+    #[serde(default)]
+    pub trusted_issuers: Vec<crate::trust::issuers::TrustedIssuerConfig>,
 }
 
 /// DPoP (RFC 9449): how proofs of possession are checked.
@@ -431,6 +435,7 @@ impl Default for Config {
             policy: PolicySettings::default(),
             dpop: DpopSettings::default(),
             clients: Vec::new(),
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -630,6 +635,15 @@ impl Config {
             }
             if c.token_endpoint_auth_method == "private_key_jwt" && c.jwks.is_none() {
                 return err(key("jwks"), "required by private_key_jwt".into());
+            }
+        }
+        let mut issuers = BTreeSet::new();
+        for (i, t) in self.trusted_issuers.iter().enumerate() {
+            let key = |k: &str| format!("trusted_issuers[{i}].{k}");
+            t.validate(|s| names.contains(s) || policy.engine.find(s).is_some())
+                .or_else(|(k, problem)| err(key(k), problem))?;
+            if !issuers.insert(t.issuer.as_str()) {
+                return err(key("issuer"), format!("{:?} is defined twice", t.issuer));
             }
         }
         Ok(())

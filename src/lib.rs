@@ -24,4 +24,5 @@ pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod users;

@@ -1,5 +1,5 @@
-//! What a node records when it starts: the clients its configuration declares, the policy in force and a
-//! current signing key. Several nodes may start at the same moment on one database (a rolling deploy,
+//! What a node records when it starts: the clients its configuration declares, the policy in force, the
+//! trusted issuers, and a current signing key. Several nodes may start at the same moment on one database (a rolling deploy,
 //! replicas scaled together), so each step is idempotent under concurrency: losing a race to another
 //! node means reading what it recorded, never failing to start.
 
@@ -39,8 +39,8 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Records the configured clients, builds the app, records its policy and makes sure a signing key is
-/// current; returns the app ready to serve.
+/// Records the configured clients, builds the app, records its policy and its trusted issuers, and makes
+/// sure a signing key is current; returns the app ready to serve.
 pub async fn start(
     store: Arc<dyn EventStore>,
     config: Config,
@@ -55,6 +55,10 @@ pub async fn start(
         .await
         .map_err(|e| StartupError::Policy(e.to_string()))?;
     tracing::info!(version = %policy.version, "policy in force");
+    let recorded = app.record_trusted_issuers(now).await?;
+    if recorded > 0 {
+        tracing::info!(changes = recorded, "trusted issuers recorded");
+    }
     let key = app.keys.current(app.store.as_ref(), now).await?;
     tracing::info!(kid = %key.kid, alg = key.alg.name(), issuer = %app.config.issuer, "signing key ready");
     Ok(app)

@@ -55,3 +55,52 @@ async fn every_documented_path_allows_exactly_the_documented_methods(db: TestDb)
 }
 
 on_both_stores!(every_documented_path_allows_exactly_the_documented_methods);
+
+/// Every `enum` value under a schema, following `$ref`s, `oneOf` and properties named `grant_type`.
+fn grant_type_values(doc: &serde_json::Value, schema: &serde_json::Value, out: &mut BTreeSet<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return grant_type_values(doc, &doc["components"]["schemas"][name], out);
+    }
+    for variant in schema["oneOf"].as_array().into_iter().flatten() {
+        grant_type_values(doc, variant, out);
+    }
+    let grant = &schema["properties"]["grant_type"];
+    if !grant.is_null() {
+        let target = match grant["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => grant,
+        };
+        for v in target["enum"].as_array().into_iter().flatten() {
+            out.insert(v.as_str().unwrap().to_owned());
+        }
+    }
+}
+
+async fn the_token_form_documents_every_supported_grant_type(db: TestDb) {
+    let s = TestServer::start(&db, TOKEN_CONFIG).await;
+    let doc = s.get_json("/openapi.json").await;
+    let mut documented = BTreeSet::new();
+    grant_type_values(&doc, &doc["components"]["schemas"]["TokenForm"], &mut documented);
+    // Implicit tokens come from the authorization endpoint, never from /token
+    let supported: BTreeSet<String> = consent_ledger::config::SUPPORTED_GRANT_TYPES
+        .iter()
+        .filter(|g| **g != "implicit")
+        .map(|g| (*g).to_owned())
+        .collect();
+    assert_eq!(documented, supported);
+    // And a client may be registered for each of them
+    let registrable: BTreeSet<String> = doc["components"]["schemas"]["GrantTypeSchema"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let all: BTreeSet<String> = consent_ledger::config::SUPPORTED_GRANT_TYPES
+        .iter()
+        .map(|g| (*g).to_owned())
+        .collect();
+    assert_eq!(registrable, all);
+}
+
+on_both_stores!(the_token_form_documents_every_supported_grant_type);

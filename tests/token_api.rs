@@ -63,7 +63,8 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
                 "refresh_token",
                 "implicit",
                 "password",
-                "urn:ietf:params:oauth:grant-type:token-exchange"
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:jwt-bearer"
             ])
         );
         assert_eq!(m["scopes_supported"], json!(["admin", "read", "write"]));

@@ -101,6 +101,8 @@ events! {
     AuthorizationCodeIssued,
     AuthorizationCodeRedeemed,
     RefreshTokenReuseDetected,
+    TrustedIssuerConfigured,
+    TrustedIssuerRemoved,
 }
 
 impl<'de> Deserialize<'de> for Event {
@@ -145,6 +147,9 @@ impl Event {
             Event::UserDisabled(e) => streams::user(&e.username),
             Event::AuthorizationCodeIssued(e) => streams::code(&e.code_hash),
             Event::AuthorizationCodeRedeemed(e) => streams::code(&e.code_hash),
+            Event::TrustedIssuerConfigured(_) | Event::TrustedIssuerRemoved(_) => {
+                streams::TRUSTED_ISSUERS.to_owned()
+            }
         }
     }
 }
@@ -156,6 +161,9 @@ pub mod streams {
     pub const SIGNING_KEYS: &str = "signing-keys";
     /// Every `PolicyPublished`.
     pub const POLICY: &str = "policy";
+    /// Every change of the trusted issuers, in one stream: one expected version covers the whole set,
+    /// so nodes starting together record a change once.
+    pub const TRUSTED_ISSUERS: &str = "trusted-issuers";
 
     /// A client's registration, updates and disabling.
     pub fn client(client_id: &str) -> String {
@@ -753,6 +761,70 @@ pub struct PolicyPublished {
     pub version: String,
     /// Scopes, authorizers and lifetimes, as configured.
     pub policy: Value,
+    pub at: UnixSeconds,
+}
+
+/// Where a trusted issuer's signing keys come from. Only what identifies them is recorded: the RFC 7638
+/// thumbprints of inline keys, or the URL they are fetched from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum TrustedKeys {
+    /// Keys given in the configuration, by their SHA-256 JWK thumbprints.
+    Jwks { thumbprints: Vec<String> },
+    /// Keys fetched from the issuer's JWKS URL.
+    JwksUri { uri: String },
+}
+
+/// Which asserted subjects a trusted issuer may speak for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "allow", rename_all = "snake_case")]
+pub enum TrustedSubjects {
+    /// Any `sub`.
+    All,
+    /// Only these `sub` values.
+    Only { subjects: Vec<String> },
+}
+
+/// How an asserted `sub` names a local user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SubjectMapping {
+    /// The `sub` is the local user's stable subject.
+    #[default]
+    Subject,
+    /// The `sub` is the local user's username.
+    Username,
+    /// The `sub` equals the string value of this user attribute.
+    Attribute { name: String },
+}
+
+/// A trusted issuer's configuration as the ledger records it; no key material beyond thumbprints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedIssuerSettings {
+    pub issuer: String,
+    pub keys: TrustedKeys,
+    pub subjects: TrustedSubjects,
+    pub subject_mapping: SubjectMapping,
+    /// The most its assertions can obtain; the client's scopes and the policy narrow it further.
+    pub scopes: Vec<String>,
+    pub max_assertion_lifetime_seconds: i64,
+    /// JWS algorithms its assertions may be signed with; never `none`, never HMAC.
+    pub algorithms: Vec<String>,
+}
+
+/// The server began trusting an issuer's assertions, or their settings changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustedIssuerConfigured {
+    pub v: V1,
+    pub trust: TrustedIssuerSettings,
+    pub at: UnixSeconds,
+}
+
+/// The server stopped trusting an issuer's assertions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustedIssuerRemoved {
+    pub v: V1,
+    pub issuer: String,
     pub at: UnixSeconds,
 }
 

@@ -14,6 +14,7 @@ pub mod projection;
 pub mod queries;
 pub mod refresh_tokens;
 pub mod tokens;
+pub mod trusted_issuers;
 pub mod upcast;
 pub mod users;
 

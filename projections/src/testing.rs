@@ -313,6 +313,7 @@ fn user_and_code_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl
                 at
             }
         )),
+        trust_event(n.clone(), at.clone()),
         (0u8..8, n, any::<bool>(), at).prop_map(|(r, d, grace, at)| Event::RefreshTokenReuseDetected(
             RefreshTokenReuseDetected {
                 v: V1,
@@ -327,6 +328,34 @@ fn user_and_code_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl
                 at
             }
         )),
+    ]
+}
+
+/// Trusted issuers configured, reconfigured and removed, over a small pool of issuers.
+fn trust_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0u8..4, n, at.clone()).prop_map(|(i, s, at)| Event::TrustedIssuerConfigured(
+            TrustedIssuerConfigured {
+                v: V1,
+                trust: TrustedIssuerSettings {
+                    issuer: id("https://iss", i),
+                    keys: TrustedKeys::JwksUri {
+                        uri: format!("https://iss{i}/jwks"),
+                    },
+                    subjects: TrustedSubjects::All,
+                    subject_mapping: SubjectMapping::Username,
+                    scopes: vec![id("scope", s)],
+                    max_assertion_lifetime_seconds: 300,
+                    algorithms: vec!["ES256".into()],
+                },
+                at
+            }
+        )),
+        (0u8..4, at).prop_map(|(i, at)| Event::TrustedIssuerRemoved(TrustedIssuerRemoved {
+            v: V1,
+            issuer: id("https://iss", i),
+            at
+        })),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod jwt_bearer;
 pub mod password;
 pub mod refresh;
 pub mod token_exchange;
@@ -37,6 +38,8 @@ pub enum GrantType {
     Password,
     /// RFC 8693: a token of this server exchanged for a narrower or re-targeted access token.
     TokenExchange,
+    /// RFC 7523 §2.1: a JWT from a trusted issuer naming the user.
+    JwtBearer,
 }
 
 impl GrantType {
@@ -48,6 +51,7 @@ impl GrantType {
             "refresh_token" => Ok(GrantType::RefreshToken),
             "password" => Ok(GrantType::Password),
             token_exchange::GRANT_TYPE => Ok(GrantType::TokenExchange),
+            jwt_bearer::GRANT_TYPE => Ok(GrantType::JwtBearer),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -63,6 +67,7 @@ impl GrantType {
             GrantType::Implicit => "implicit",
             GrantType::Password => "password",
             GrantType::TokenExchange => token_exchange::GRANT_TYPE,
+            GrantType::JwtBearer => jwt_bearer::GRANT_TYPE,
         }
     }
 }
@@ -149,6 +154,7 @@ pub async fn dispatch(
         GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
         GrantType::Password => password::grant(app, client, form, peer, now).await,
         GrantType::TokenExchange => token_exchange::grant(app, client, form, now).await,
+        GrantType::JwtBearer => jwt_bearer::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

@@ -75,6 +75,14 @@ pub enum RequestedTokenType {
     RefreshToken,
 }
 
+/// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523 §2.1).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum JwtBearerGrant {
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
+}
+
 /// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
 /// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
 /// for a public client); more than one method is refused with 401.
@@ -229,6 +237,35 @@ pub struct TokenExchangeForm {
     other: BTreeMap<String, String>,
 }
 
+/// `POST /token` with a JWT from a trusted issuer naming the user (RFC 7523 §2.1), for clients
+/// registered with the grant type. The user is absent: a consent-requiring scope is issued only on a
+/// standing consent in the ledger. An assertion is used once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JwtBearerForm {
+    grant_type: JwtBearerGrant,
+    /// The signed JWT (RFC 7523 §3): `iss` a trusted issuer, `sub` the user, `aud` this server's issuer
+    /// or token endpoint, `exp`, `jti`; signed with an asymmetric algorithm the issuer is allowed.
+    #[schema(min_length = 1)]
+    assertion: String,
+    /// Space-delimited scopes, bounded by what the issuer may obtain; the client's defaults when absent.
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
 /// Form body of `POST /token`: one of the supported grants.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -239,6 +276,7 @@ pub enum TokenForm {
     RefreshToken(RefreshTokenForm),
     Password(PasswordForm),
     TokenExchange(TokenExchangeForm),
+    JwtBearer(JwtBearerForm),
 }
 
 /// Form body of `POST /introspect` and `POST /revoke`, plus client authentication as at `/token`.
@@ -433,6 +471,8 @@ pub enum GrantTypeSchema {
     Password,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
     TokenExchange,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
 }
 
 /// How a client authenticates at the token, introspection and revocation endpoints.

@@ -103,7 +103,7 @@ impl KeyRing {
                 Some(k) => k,
                 None => Arc::new(self.dir.load(&row.kid, parse_alg(row)?)?),
             },
-            None => Arc::new(self.install(store, alg, now).await?),
+            None => Arc::new(self.install(store, alg, None, now).await?),
         };
         if let Ok(mut guard) = self.current.write() {
             guard.retain(|(k, _)| k.alg != alg);
@@ -132,7 +132,8 @@ impl KeyRing {
         }
         let mut access_key = None;
         for alg in algs {
-            let key = self.install(store, alg, now).await?;
+            let replacing = current_of(&keys, alg).map(|k| k.kid.clone());
+            let key = self.install(store, alg, replacing, now).await?;
             access_key.get_or_insert(key);
         }
         if let Ok(mut guard) = self.current.write() {
@@ -144,11 +145,14 @@ impl KeyRing {
     /// Generates an `alg` key, saves its private half, and records it, retiring the current key of the
     /// same algorithm. The append expects the keys stream at the version it read, so two processes racing
     /// to install a key cannot both win; the loser uses the winner's key when it is of `alg`, and tries
-    /// again when the winner installed another algorithm's.
+    /// again when the winner installed another algorithm's. `replacing` is the current key the caller
+    /// saw (`None`: it saw none); when another process has changed it since, its key is used instead of
+    /// replacing it again, so nodes starting together install one key, not one each.
     async fn install(
         &self,
         store: &dyn EventStore,
         alg: Algorithm,
+        replacing: Option<String>,
         now: UnixSeconds,
     ) -> Result<KeyMaterial, KeyError> {
         for _ in 0..3 {
@@ -158,6 +162,9 @@ impl KeyRing {
             };
             let keys = Self::all(store).await?;
             let previous = current_of(&keys, alg).map(|k| k.kid.clone());
+            if let Some(kid) = previous.as_ref().filter(|kid| Some(*kid) != replacing.as_ref()) {
+                return self.dir.load(kid, alg);
+            }
             let key = KeyMaterial::generate(alg)?;
             self.dir.save(&key)?;
             let mut events = vec![

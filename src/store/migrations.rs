@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_streams.sql"),
         include_str!("../../migrations/postgres/0004_streams.sql"),
     ),
+    (
+        5,
+        "trusted issuers",
+        include_str!("../../migrations/sqlite/0005_trusted_issuers.sql"),
+        include_str!("../../migrations/postgres/0005_trusted_issuers.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.

@@ -257,6 +257,8 @@ pub fn issued(jti: &str) -> projections::Event {
     })
 }
 
+/// A trusted issuer's keys and the assertions it signs.
+pub mod assertions;
 /// A headless browser (chromedriver) and a client callback endpoint.
 pub mod browser;
 /// Authorization flows driven over HTTP (authorize, consent, code exchange).
