@@ -6,7 +6,8 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::event::{Event, RecordedEvent};
 use crate::{
-    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation, keys::SigningKey,
+    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation,
+    devices::DeviceAuthorization, keys::SigningKey,
     refresh_tokens::RefreshToken, tokens::Token, users::User,
 };
 
@@ -48,6 +49,8 @@ pub struct LedgerState {
     pub users: BTreeMap<String, User>,
     #[serde(default)]
     pub authorization_codes: BTreeMap<String, AuthorizationCode>,
+    #[serde(default)]
+    pub device_authorizations: BTreeMap<String, DeviceAuthorization>,
 }
 
 fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
@@ -72,7 +75,7 @@ pub struct RowWrite {
 pub type Touched = BTreeMap<&'static str, BTreeSet<String>>;
 
 /// The table names, in a fixed order.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     Client::TABLE,
     SigningKey::TABLE,
     Delegation::TABLE,
@@ -81,6 +84,7 @@ pub const TABLES: [&str; 8] = [
     RefreshToken::TABLE,
     User::TABLE,
     AuthorizationCode::TABLE,
+    DeviceAuthorization::TABLE,
 ];
 
 fn touched_by<P: Projection>(events: &[RecordedEvent], out: &mut Touched) {
@@ -132,6 +136,7 @@ impl LedgerState {
         apply_to(&mut self.refresh_tokens, event);
         apply_to(&mut self.users, event);
         apply_to(&mut self.authorization_codes, event);
+        apply_to(&mut self.device_authorizations, event);
     }
 
     /// Folds a sequence of events from the empty state.
@@ -154,6 +159,7 @@ impl LedgerState {
         touched_by::<RefreshToken>(events, &mut out);
         touched_by::<User>(events, &mut out);
         touched_by::<AuthorizationCode>(events, &mut out);
+        touched_by::<DeviceAuthorization>(events, &mut out);
         out
     }
 
@@ -171,7 +177,8 @@ impl LedgerState {
         load_into(&mut self.tokens, table, id, state.clone())?;
         load_into(&mut self.refresh_tokens, table, id, state.clone())?;
         load_into(&mut self.users, table, id, state.clone())?;
-        load_into(&mut self.authorization_codes, table, id, state)
+        load_into(&mut self.authorization_codes, table, id, state.clone())?;
+        load_into(&mut self.device_authorizations, table, id, state)
     }
 
     /// Serializes the rows named in `touched`, for the store to write back.
@@ -185,6 +192,7 @@ impl LedgerState {
         writes_of(&self.refresh_tokens, touched, &mut out)?;
         writes_of(&self.users, touched, &mut out)?;
         writes_of(&self.authorization_codes, touched, &mut out)?;
+        writes_of(&self.device_authorizations, touched, &mut out)?;
         Ok(out)
     }
 
@@ -204,6 +212,10 @@ impl LedgerState {
         add(
             AuthorizationCode::TABLE,
             self.authorization_codes.keys().collect(),
+        );
+        add(
+            DeviceAuthorization::TABLE,
+            self.device_authorizations.keys().collect(),
         );
         self.row_writes(&touched)
     }

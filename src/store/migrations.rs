@@ -32,6 +32,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_streams.sql"),
         include_str!("../../migrations/postgres/0004_streams.sql"),
     ),
+    (
+        6,
+        "device authorizations",
+        include_str!("../../migrations/sqlite/0006_device_authorizations.sql"),
+        include_str!("../../migrations/postgres/0006_device_authorizations.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.
