@@ -2,6 +2,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod password;
 pub mod refresh;
 pub mod user_absent;
@@ -21,6 +22,9 @@ use crate::oauth::form::Form;
 use crate::policy::external;
 use crate::store::{AppendRequest, ExpectedVersion};
 
+/// The device authorization grant's `grant_type` (RFC 8628 §3.4).
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The grant types this server implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
@@ -34,6 +38,8 @@ pub enum GrantType {
     Implicit,
     /// RFC 6749 §4.3: the user's password, presented by the client; off unless a client lists it.
     Password,
+    /// RFC 8628: a device polls while its user answers on the verification page.
+    DeviceCode,
 }
 
 impl GrantType {
@@ -44,6 +50,7 @@ impl GrantType {
             "authorization_code" => Ok(GrantType::AuthorizationCode),
             "refresh_token" => Ok(GrantType::RefreshToken),
             "password" => Ok(GrantType::Password),
+            DEVICE_CODE => Ok(GrantType::DeviceCode),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -58,6 +65,7 @@ impl GrantType {
             GrantType::RefreshToken => "refresh_token",
             GrantType::Implicit => "implicit",
             GrantType::Password => "password",
+            GrantType::DeviceCode => DEVICE_CODE,
         }
     }
 }
@@ -98,6 +106,7 @@ pub async fn dispatch(
         GrantType::AuthorizationCode => authorization_code::grant(app, client, form, now).await,
         GrantType::RefreshToken => refresh::grant(app, client, form, now).await,
         GrantType::Password => password::grant(app, client, form, peer, now).await,
+        GrantType::DeviceCode => device_code::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

@@ -5,6 +5,7 @@ mod admin;
 mod authorize;
 mod client_auth;
 pub mod csrf;
+mod device;
 mod discovery;
 mod health;
 mod introspect;
@@ -41,6 +42,7 @@ pub const ROUTES: &[&str] = &[
     "/authorize",
     "/par",
     "/userinfo",
+    "/device_authorization",
 ];
 
 /// The server's routes.
@@ -70,6 +72,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/static/style.css", get(crate::pages::stylesheet))
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
+        .merge(device::routes())
         .merge(login::routes())
         .merge(account::routes())
         .layer(DefaultBodyLimit::max(body_max))

@@ -49,6 +49,15 @@ pub enum OAuthError {
     /// RFC 9126: the `request_uri` is unknown, expired, already used, or belongs to another client.
     #[error("invalid_request_uri")]
     InvalidRequestUri(String),
+    /// RFC 8628 §3.5: the user has not answered the device request yet. Poll again after the interval.
+    #[error("authorization_pending")]
+    AuthorizationPending(String),
+    /// RFC 8628 §3.5: the device polled faster than its interval, which grows by 5 seconds.
+    #[error("slow_down")]
+    SlowDown(String),
+    /// RFC 8628 §3.5: the device code expired before it was redeemed. Start again.
+    #[error("expired_token")]
+    ExpiredToken(String),
     /// The server failed; the details are in its log, not in the response. Retry later.
     #[error("server_error")]
     ServerError,
@@ -84,7 +93,10 @@ impl OAuthError {
             | OAuthError::LoginRequired(d)
             | OAuthError::ConsentRequired(d)
             | OAuthError::InteractionRequired(d)
-            | OAuthError::InvalidRequestUri(d) => Some(d),
+            | OAuthError::InvalidRequestUri(d)
+            | OAuthError::AuthorizationPending(d)
+            | OAuthError::SlowDown(d)
+            | OAuthError::ExpiredToken(d) => Some(d),
             OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
         }
     }
