@@ -40,7 +40,6 @@ pub struct DeviceAuthorization {
     pub requested_at: UnixSeconds,
     pub expires_at: UnixSeconds,
     pub interval: i64,
-    #[serde(flatten)]
     pub status: DeviceStatus,
 }
 
@@ -119,6 +118,44 @@ impl Projection for DeviceAuthorization {
             subject,
             client_id: Some(self.client_id.clone()),
             delegation_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_reads_back_as_written_in_every_status() {
+        let pending = DeviceAuthorization {
+            device_code_hash: "dh".into(),
+            user_code_hash: "uh".into(),
+            client_id: "tv".into(),
+            scopes: Some(vec!["read".into()]),
+            resource: None,
+            requested_at: 1,
+            expires_at: 601,
+            interval: 5,
+            status: DeviceStatus::Pending,
+        };
+        let approved = DeviceAuthorization {
+            status: DeviceStatus::Approved {
+                subject: "s".into(),
+                auth: AuthContext::default(),
+                scopes: vec![GrantedScope {
+                    scope: "read".into(),
+                    expires_at: Some(9),
+                }],
+                audience: vec!["a".into()],
+                position: 7,
+            },
+            ..pending.clone()
+        };
+        for row in [pending, approved] {
+            let json = serde_json::to_value(&row).unwrap();
+            let back: DeviceAuthorization = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(back, row, "{json}");
         }
     }
 }

@@ -99,7 +99,9 @@ async fn device_authorization(
     if app.store.off_ledger_count(USER_CODES, now).await? >= limits.pending_device_requests_max {
         return Err(OAuthError::TemporarilyUnavailable);
     }
-    // Two pending requests never share a user code: the first to claim one keeps it.
+    // Two requests never share a user code: the first to claim one keeps it. The code keeps pointing at
+    // its request for one more lifetime after it expires, so the page can say it expired rather than
+    // that it is wrong.
     let mut claimed = false;
     for _ in 0..3 {
         let stored = app
@@ -108,7 +110,7 @@ async fn device_authorization(
                 USER_CODES,
                 &event.user_code_hash,
                 &device_hash,
-                Some(event.expires_at),
+                Some(event.expires_at + settings.code_seconds),
                 now,
             )
             .await?;
