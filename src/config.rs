@@ -487,10 +487,7 @@ impl Config {
             );
         }
         if !(60..=3_600).contains(&self.device.code_seconds) {
-            return err(
-                "device.code_seconds".into(),
-                "must be between 60 and 3600".into(),
-            );
+            return err("device.code_seconds".into(), "must be between 60 and 3600".into());
         }
         if !(1..=60).contains(&self.device.interval_seconds) {
             return err(

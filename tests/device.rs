@@ -172,7 +172,10 @@ async fn the_whole_flow_gives_the_device_exactly_the_approved_scopes(db: TestDb)
         started["verification_uri_complete"],
         format!("{}/device?user_code={user_code}", s.base)
     );
-    assert_eq!((started["expires_in"].as_i64(), started["interval"].as_i64()), (Some(600), Some(5)));
+    assert_eq!(
+        (started["expires_in"].as_i64(), started["interval"].as_i64()),
+        (Some(600), Some(5))
+    );
     assert!(device_code.len() >= 43);
     assert_eq!(
         error_of(&poll(&s, "tv", device_code).await),
@@ -187,10 +190,15 @@ async fn the_whole_flow_gives_the_device_exactly_the_approved_scopes(db: TestDb)
         .unwrap();
     assert_eq!(r.status(), 303);
     let to = location(r.headers());
-    let back: String = form_urlencoded::byte_serialize(format!("/device?user_code={user_code}").as_bytes()).collect();
+    let back: String =
+        form_urlencoded::byte_serialize(format!("/device?user_code={user_code}").as_bytes()).collect();
     assert_eq!(to, format!("/login?return_to={back}"));
     let cookie = login(&s, "ann", PASSWORD).await;
-    assert!(code_form(&s, &cookie, user_code).await.contains(&format!("value=\"{user_code}\"")));
+    assert!(
+        code_form(&s, &cookie, user_code)
+            .await
+            .contains(&format!("value=\"{user_code}\""))
+    );
 
     // Typed in lower case without the dash, the code finds the request: the consent page for the TV.
     let typed = user_code.replace('-', "").to_lowercase();
@@ -208,7 +216,10 @@ async fn the_whole_flow_gives_the_device_exactly_the_approved_scopes(db: TestDb)
     let (status, token) = poll(&s, "tv", device_code).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["scope"], "openid photos.read");
-    assert_eq!(claims(token["access_token"].as_str().unwrap())["scope"], "openid photos.read");
+    assert_eq!(
+        claims(token["access_token"].as_str().unwrap())["scope"],
+        "openid photos.read"
+    );
     assert!(token["refresh_token"].is_string());
     let id = claims(token["id_token"].as_str().unwrap());
     assert_eq!(id["aud"], "tv");
@@ -222,9 +233,18 @@ async fn the_whole_flow_gives_the_device_exactly_the_approved_scopes(db: TestDb)
     let requested = requested.unwrap();
     assert_eq!(requested.client_id, "tv");
     assert_eq!(requested.interval, 5);
-    assert_ne!(requested.device_code_hash, device_code, "only the hash is recorded");
-    assert!(all.iter().any(|e| matches!(e, Event::ConsentGranted(c) if c.scopes == ["photos.read"])));
-    assert!(all.iter().any(|e| matches!(e, Event::ConsentDenied(c) if c.scopes == ["photos.delete"])));
+    assert_ne!(
+        requested.device_code_hash, device_code,
+        "only the hash is recorded"
+    );
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Event::ConsentGranted(c) if c.scopes == ["photos.read"]))
+    );
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Event::ConsentDenied(c) if c.scopes == ["photos.delete"]))
+    );
     let approved = all.iter().find_map(|e| match e {
         Event::DeviceAuthorizationApproved(a) => Some(a.clone()),
         _ => None,
@@ -240,10 +260,15 @@ async fn the_whole_flow_gives_the_device_exactly_the_approved_scopes(db: TestDb)
     });
     let delegation = delegation.unwrap();
     assert_eq!(delegation.grant_type, DEVICE_GRANT);
-    assert!(all.iter().any(
-        |e| matches!(e, Event::DeviceCodeRedeemed(r) if r.delegation_id == delegation.delegation_id)
-    ));
-    assert!(all.iter().any(|e| matches!(e, Event::TokenIssued(t) if t.grant_type == DEVICE_GRANT)));
+    assert!(
+        all.iter().any(
+            |e| matches!(e, Event::DeviceCodeRedeemed(r) if r.delegation_id == delegation.delegation_id)
+        )
+    );
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Event::TokenIssued(t) if t.grant_type == DEVICE_GRANT))
+    );
 }
 
 async fn a_refusal_reaches_the_polling_device_at_its_next_poll(db: TestDb) {
@@ -256,12 +281,24 @@ async fn a_refusal_reaches_the_polling_device_at_its_next_poll(db: TestDb) {
     let r = answer(&s, &cookie, &page, None).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("not connected"));
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "access_denied"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "access_denied")
+    );
     s.advance(5);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "access_denied"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "access_denied")
+    );
     let all = events(&s).await;
-    assert!(all.iter().any(|e| matches!(e, Event::ConsentDenied(c) if c.scopes == ["photos.read"])));
-    assert!(all.iter().any(|e| matches!(e, Event::DeviceAuthorizationDenied(d) if d.refused == ["photos.read"])));
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Event::ConsentDenied(c) if c.scopes == ["photos.read"]))
+    );
+    assert!(
+        all.iter()
+            .any(|e| matches!(e, Event::DeviceAuthorizationDenied(d) if d.refused == ["photos.read"]))
+    );
     // The answered code cannot be answered again.
     let r = type_code(&s, &cookie, started["user_code"].as_str().unwrap()).await;
     assert_eq!(r.status(), 400);
@@ -272,7 +309,10 @@ async fn polling_too_fast_slows_the_device_down(db: TestDb) {
     let s = setup(&db).await;
     let started = start(&s, "tv.watch").await;
     let device_code = started["device_code"].as_str().unwrap();
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "authorization_pending"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "authorization_pending")
+    );
     // At once again: slow down, the interval is now 10 s
     assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "slow_down"));
     // After 5 s (the old interval): still too fast, now 15 s
@@ -280,9 +320,15 @@ async fn polling_too_fast_slows_the_device_down(db: TestDb) {
     assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "slow_down"));
     // Keeping the grown interval: pending again
     s.advance(15);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "authorization_pending"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "authorization_pending")
+    );
     s.advance(15);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "authorization_pending"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "authorization_pending")
+    );
 }
 
 async fn a_device_code_works_once(db: TestDb) {
@@ -303,13 +349,19 @@ async fn a_device_code_works_once(db: TestDb) {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Your device is connected"));
     // Another client cannot redeem the TV's code.
-    assert_eq!(error_of(&poll(&s, "radio", device_code).await), (400, "invalid_grant"));
+    assert_eq!(
+        error_of(&poll(&s, "radio", device_code).await),
+        (400, "invalid_grant")
+    );
     let (status, token) = poll(&s, "tv", device_code).await;
     assert_eq!(status, 200, "{token}");
     assert_eq!(token["scope"], "tv.watch");
     assert!(token.get("id_token").is_none());
     s.advance(5);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "invalid_grant"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "invalid_grant")
+    );
     let redeemed = events(&s)
         .await
         .iter()
@@ -350,9 +402,15 @@ async fn an_expired_device_code_is_refused_on_the_page_and_at_the_token_endpoint
     let device_code = started["device_code"].as_str().unwrap();
     let cookie = login(&s, "ann", PASSWORD).await;
     s.advance(599);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "authorization_pending"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "authorization_pending")
+    );
     s.advance(1);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "expired_token"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "expired_token")
+    );
     let r = type_code(&s, &cookie, started["user_code"].as_str().unwrap()).await;
     assert_eq!(r.status(), 400);
     let text = r.text().await.unwrap();
@@ -369,14 +427,18 @@ async fn a_step_up_scope_sends_the_user_to_the_second_factor(db: TestDb) {
     let device_code = started["device_code"].as_str().unwrap();
     let r = type_code(&s, &cookie, user_code).await;
     assert_eq!(r.status(), 303);
-    let back: String = form_urlencoded::byte_serialize(format!("/device?user_code={user_code}").as_bytes()).collect();
+    let back: String =
+        form_urlencoded::byte_serialize(format!("/device?user_code={user_code}").as_bytes()).collect();
     assert_eq!(location(r.headers()), format!("/login/totp?return_to={back}"));
     // Ticking the box on a forged consent form settles nothing: the step-up is still due.
     let page = code_form(&s, &cookie, user_code).await;
     let forged = format!("<input name=\"user_code\" value=\"{user_code}\">{page}");
     let r = answer(&s, &cookie, &forged, Some(&["transfers"])).await;
     assert_eq!(r.status(), 303);
-    assert_eq!(error_of(&poll(&s, "tv", device_code).await), (400, "authorization_pending"));
+    assert_eq!(
+        error_of(&poll(&s, "tv", device_code).await),
+        (400, "authorization_pending")
+    );
     // The second factor, and back to the prefilled form; then the consent page, then the token.
     let return_to = format!("/device?user_code={user_code}");
     let csrf = csrf_token(&s, &cookie).await;
@@ -384,13 +446,21 @@ async fn a_step_up_scope_sends_the_user_to_the_second_factor(db: TestDb) {
     let r = no_redirect_client()
         .post(format!("{}/login/totp", s.base))
         .header(COOKIE, &cookie)
-        .form(&[("code", code.as_str()), ("csrf", &csrf), ("return_to", &return_to)])
+        .form(&[
+            ("code", code.as_str()),
+            ("csrf", &csrf),
+            ("return_to", &return_to),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(location(r.headers()), return_to);
-    assert!(code_form(&s, &cookie, user_code).await.contains(&format!("value=\"{user_code}\"")));
+    assert!(
+        code_form(&s, &cookie, user_code)
+            .await
+            .contains(&format!("value=\"{user_code}\""))
+    );
     let strong = cookie;
     let r = type_code(&s, &strong, user_code).await;
     assert_eq!(r.status(), 200);
@@ -470,7 +540,10 @@ async fn a_stock_oauth2_client_completes_the_device_flow_from_discovery_alone(db
         .request_async(&send, sleep, None)
         .await
         .unwrap();
-    assert!(*approved.lock().await, "the device polled before the user answered");
+    assert!(
+        *approved.lock().await,
+        "the device polled before the user answered"
+    );
     let scopes: Vec<&str> = token.scopes().unwrap().iter().map(|s| s.as_str()).collect();
     assert_eq!(scopes, ["openid", "photos.read"]);
     assert!(token.refresh_token().is_some());
@@ -488,11 +561,22 @@ async fn the_device_authorization_endpoint_refuses_what_the_client_may_not_have(
         .await
         .unwrap();
     let (status, _, body) = s
-        .post_form("/device_authorization", Some(("web", &secret)), &[("scope", "tv.watch")])
+        .post_form(
+            "/device_authorization",
+            Some(("web", &secret)),
+            &[("scope", "tv.watch")],
+        )
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
     let (status, _, body) = s
-        .post_form("/device_authorization", None, &[("client_id", "tv"), ("scope", "admin")])
+        .post_form(
+            "/device_authorization",
+            None,
+            &[("client_id", "tv"), ("scope", "admin")],
+        )
         .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
     let (status, _, body) = s
@@ -500,7 +584,12 @@ async fn the_device_authorization_endpoint_refuses_what_the_client_may_not_have(
         .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
     // Nothing refused was recorded.
-    assert!(!events(&s).await.iter().any(|e| matches!(e, Event::DeviceAuthorizationRequested(_))));
+    assert!(
+        !events(&s)
+            .await
+            .iter()
+            .any(|e| matches!(e, Event::DeviceAuthorizationRequested(_)))
+    );
 }
 
 on_both_stores!(

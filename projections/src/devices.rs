@@ -23,10 +23,7 @@ pub enum DeviceStatus {
     /// The user (or the policy while they were there) refused.
     Denied { subject: String },
     /// The device code was exchanged and became `delegation_id`.
-    Redeemed {
-        subject: String,
-        delegation_id: String,
-    },
+    Redeemed { subject: String, delegation_id: String },
 }
 
 /// A device authorization request as it stands now.

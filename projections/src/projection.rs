@@ -7,8 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::event::{Event, RecordedEvent};
 use crate::{
     clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation,
-    devices::DeviceAuthorization, keys::SigningKey,
-    refresh_tokens::RefreshToken, tokens::Token, users::User,
+    devices::DeviceAuthorization, keys::SigningKey, refresh_tokens::RefreshToken, tokens::Token, users::User,
 };
 
 /// Lookup columns a store keeps beside a row's JSON state.

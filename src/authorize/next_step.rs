@@ -115,12 +115,7 @@ pub fn authentication(
 }
 
 /// After deciding: what the decision still needs from the user.
-pub fn after_decision(
-    request: &Ask<'_>,
-    decision: &Decision,
-    session: &Session,
-    user: &User,
-) -> Step {
+pub fn after_decision(request: &Ask<'_>, decision: &Decision, session: &Session, user: &User) -> Step {
     let none = request.prompt.none;
     let mut consent = false;
     for trail in decision.pending() {

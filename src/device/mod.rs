@@ -180,7 +180,11 @@ mod tests {
         let code = user_code_from(&[0, 1, 2, 3, 19, 20, 239, 240, 241, 255, 4]).unwrap();
         assert_eq!(code, "BCDFZBZG");
         assert_eq!(display(&code), "BCDF-ZBZG");
-        assert_eq!(user_code_from(&[250; 64]), None, "bytes at 240 and above are skipped");
+        assert_eq!(
+            user_code_from(&[250; 64]),
+            None,
+            "bytes at 240 and above are skipped"
+        );
         assert_eq!(normalize("wdjb-mjht"), Some("WDJBMJHT".into()));
         assert_eq!(normalize(" WDJB MJHT "), Some("WDJBMJHT".into()));
         assert_eq!(normalize("WDJB-MJH"), None, "seven letters");
@@ -265,9 +269,7 @@ mod tests {
             status: DeviceStatus::Pending,
         };
         let denied = DeviceAuthorization {
-            status: DeviceStatus::Denied {
-                subject: "s".into(),
-            },
+            status: DeviceStatus::Denied { subject: "s".into() },
             ..pending.clone()
         };
         assert_eq!(typed(None, NOW), Typed::Wrong);

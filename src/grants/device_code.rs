@@ -198,9 +198,7 @@ async fn fetch(
         _ => None,
     };
     let (user, external) = match &device.status {
-        DeviceStatus::Approved {
-            subject, scopes, ..
-        } => {
+        DeviceStatus::Approved { subject, scopes, .. } => {
             let user = crate::users::by_subject(store, subject).await?;
             let approved: Vec<String> = scopes.iter().map(|s| s.scope.clone()).collect();
             let external = external::fetch(

@@ -459,9 +459,7 @@ async fn proceed(
 ) -> Response {
     let ask = device::ask(device);
     let back = return_to(code);
-    if let Some(step) =
-        next_step::authentication(&ask, Some(&signed.session), Some(&signed.user), now)
-    {
+    if let Some(step) = next_step::authentication(&ask, Some(&signed.session), Some(&signed.user), now) {
         return carry_out(app, signed, device, &back, step, now).await;
     }
     let policy = app.policy();
@@ -504,7 +502,17 @@ async fn carry_out(
         Step::SecondFactor => redirect(&format!("/login/totp?return_to={encoded}")),
         Step::Fail(error) => {
             let reason = error.description().unwrap_or("refused").to_owned();
-            deny(app, signed, device, Value::Null, vec![], &reason, AppendRequest::default(), now).await
+            deny(
+                app,
+                signed,
+                device,
+                Value::Null,
+                vec![],
+                &reason,
+                AppendRequest::default(),
+                now,
+            )
+            .await
         }
         Step::Consent | Step::Issue => error_page(&OAuthError::ServerError),
     }
