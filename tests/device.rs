@@ -592,7 +592,49 @@ async fn the_device_authorization_endpoint_refuses_what_the_client_may_not_have(
     );
 }
 
+async fn a_flood_of_device_requests_keeps_a_bounded_number_waiting(db: TestDb) {
+    let s = TestServer::start(
+        &db,
+        &format!("{CONFIG}\n[limits]\npending_device_requests_max = 3\n"),
+    )
+    .await;
+    s.register(json!({
+        "client_id": "tv",
+        "name": "Living Room TV",
+        "token_endpoint_auth_method": "none",
+        "grant_types": [DEVICE_GRANT],
+        "scopes": ["tv.watch"],
+    }))
+    .await;
+    for _ in 0..3 {
+        start(&s, "tv.watch").await;
+    }
+    let (status, headers, body) = s
+        .post_form(
+            "/device_authorization",
+            None,
+            &[("client_id", "tv"), ("scope", "tv.watch")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
+    assert!(headers.get("retry-after").is_some());
+    let requested = events(&s)
+        .await
+        .iter()
+        .filter(|e| matches!(e, Event::DeviceAuthorizationRequested(_)))
+        .count();
+    assert_eq!(requested, 3);
+    // Their codes are held for two lifetimes (an expired code is told from a wrong one), then the
+    // places are free again.
+    s.advance(1_201);
+    start(&s, "tv.watch").await;
+}
+
 on_both_stores!(
+    a_flood_of_device_requests_keeps_a_bounded_number_waiting,
     the_whole_flow_gives_the_device_exactly_the_approved_scopes,
     a_refusal_reaches_the_polling_device_at_its_next_poll,
     polling_too_fast_slows_the_device_down,
