@@ -347,9 +347,12 @@ async fn upgrading_a_ledger_keeps_every_stream_version(db: TestDb) {
         .await
         .unwrap();
     store.close().await;
-    // Back to the schema before migration 4.
-    db.exec("DROP TABLE streams; DELETE FROM _sqlx_migrations WHERE version >= 4")
-        .await;
+    // Back to the schema before migration 4 (and the tables of the migrations after it).
+    db.exec(
+        "DROP TABLE streams; DROP TABLE device_authorizations; \
+         DELETE FROM _sqlx_migrations WHERE version >= 4",
+    )
+    .await;
 
     let store = db.open().await;
     assert_eq!(store.stream_version("token-up").await.unwrap(), Some(2));
