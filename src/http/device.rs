@@ -463,10 +463,12 @@ async fn proceed(
         return carry_out(app, signed, device, &back, step, now).await;
     }
     let policy = app.policy();
-    let decision = match fetch(app, &policy, signed, device, now).await {
-        Ok(fetched) => consent::decision(&policy, &fetched.facts(signed, device), &[], now),
-        Err(e) => Err(e),
+    // A failure to read the facts is the server's, not an answer: the request stays pending.
+    let fetched = match fetch(app, &policy, signed, device, now).await {
+        Ok(f) => f,
+        Err(e) => return error_page(&e),
     };
+    let decision = consent::decision(&policy, &fetched.facts(signed, device), &[], now);
     let decision = match decision {
         Ok(d) => d,
         Err(e) => return carry_out(app, signed, device, &back, Step::Fail(e), now).await,
@@ -500,6 +502,10 @@ async fn carry_out(
         Step::SignIn { again: false } => redirect(&format!("/login?return_to={encoded}")),
         Step::SignIn { again: true } => redirect(&format!("/login?prompt=login&return_to={encoded}")),
         Step::SecondFactor => redirect(&format!("/login/totp?return_to={encoded}")),
+        // The server failed: nothing was decided, and the request stays pending.
+        Step::Fail(error @ (OAuthError::ServerError | OAuthError::TemporarilyUnavailable)) => {
+            error_page(&error)
+        }
         Step::Fail(error) => {
             let reason = error.description().unwrap_or("refused").to_owned();
             deny(
