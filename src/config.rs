@@ -21,6 +21,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "password",
     crate::grants::token_exchange::GRANT_TYPE,
     crate::grants::jwt_bearer::GRANT_TYPE,
+    "urn:ietf:params:oauth:grant-type:device_code",
 ];
 
 /// Client authentication methods this server implements.
@@ -62,6 +63,8 @@ pub struct Config {
     pub login: LoginSettings,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub device: DeviceSettings,
     #[serde(default)]
     pub scopes: Vec<ScopeConfig>,
     /// Authorizers, defined once by name and assigned to scopes.
@@ -213,6 +216,41 @@ fn default_password_verifications() -> usize {
     4
 }
 
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSettings {
+    /// How long a device code and its user code can be used (`expires_in`).
+    #[serde(default = "default_device_code_seconds")]
+    pub code_seconds: i64,
+    /// The least number of seconds between two polls (`interval`); polling faster adds 5 seconds.
+    #[serde(default = "default_device_interval_seconds")]
+    pub interval_seconds: i64,
+    /// Wrong user codes one client address, or one session, may type within `lockout_window_seconds`.
+    #[serde(default = "default_attempts")]
+    pub user_code_attempts_max: u32,
+    #[serde(default = "default_lockout_window")]
+    pub lockout_window_seconds: i64,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            code_seconds: default_device_code_seconds(),
+            interval_seconds: default_device_interval_seconds(),
+            user_code_attempts_max: default_attempts(),
+            lockout_window_seconds: default_lockout_window(),
+        }
+    }
+}
+
+fn default_device_code_seconds() -> i64 {
+    600
+}
+fn default_device_interval_seconds() -> i64 {
+    5
+}
+
 /// Bounds on what one request may carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,6 +282,9 @@ pub struct Limits {
     /// Most authorization requests one client address may start per 10 minutes (per node); 0: no limit.
     #[serde(default = "default_pending_requests_per_address_max")]
     pub pending_requests_per_address_max: u32,
+    /// Most device authorization requests waiting for their user at once, across all nodes.
+    #[serde(default = "default_pending_requests_max")]
+    pub pending_device_requests_max: u64,
 }
 
 impl Default for Limits {
@@ -259,6 +300,7 @@ impl Default for Limits {
             stored_request_bytes_max: default_stored_request_bytes_max(),
             pending_requests_max: default_pending_requests_max(),
             pending_requests_per_address_max: default_pending_requests_per_address_max(),
+            pending_device_requests_max: default_pending_requests_max(),
         }
     }
 }
@@ -430,6 +472,7 @@ impl Default for Config {
             tokens: TokenLifetimes::default(),
             login: LoginSettings::default(),
             limits: Limits::default(),
+            device: DeviceSettings::default(),
             scopes: Vec::new(),
             authorizers: Vec::new(),
             policy: PolicySettings::default(),
@@ -547,6 +590,15 @@ impl Config {
             return err(
                 "dpop.nonce_lifetime_seconds".into(),
                 "must be between 10 and 86400".into(),
+            );
+        }
+        if !(60..=3_600).contains(&self.device.code_seconds) {
+            return err("device.code_seconds".into(), "must be between 60 and 3600".into());
+        }
+        if !(1..=60).contains(&self.device.interval_seconds) {
+            return err(
+                "device.interval_seconds".into(),
+                "must be between 1 and 60".into(),
             );
         }
         if self.login.password_verifications_concurrent_max == 0 {

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod delegations;
+pub mod device;
 pub mod grants;
 pub mod http;
 pub mod ids;

@@ -389,3 +389,89 @@ async fn signing_in_with_a_standing_consent_goes_straight_back_to_the_client() {
     assert_eq!(body["scope"], "openid photos.read", "{body}");
     t.browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_gets_exactly_what_was_approved_on_the_verification_page() {
+    let Some(t) = setup().await else { return };
+    let device_grant = "urn:ietf:params:oauth:grant-type:device_code";
+    t.s.register(json!({
+        "client_id": "tv",
+        "name": "Living Room TV",
+        "token_endpoint_auth_method": "none",
+        "grant_types": [device_grant],
+        "scopes": SCOPES,
+    }))
+    .await;
+    let (status, _, started) =
+        t.s.post_form(
+            "/device_authorization",
+            None,
+            &[("client_id", "tv"), ("scope", "openid photos.read photos.delete")],
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let device_code = started["device_code"].as_str().unwrap().to_owned();
+    let form = [
+        ("grant_type", device_grant),
+        ("device_code", device_code.as_str()),
+        ("client_id", "tv"),
+    ];
+    let poll = || t.s.post_form("/token", None, &form);
+    let (status, _, pending) = poll().await;
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+
+    // The person opens the address the TV shows, signs in, and types the code as they read it.
+    let uri = started["verification_uri"].as_str().unwrap();
+    t.browser.client.goto(uri).await.unwrap();
+    t.browser.sign_in("ann", PASSWORD).await;
+    t.browser.wait_for_path("/device").await;
+    let typed = started["user_code"].as_str().unwrap().to_lowercase();
+    t.browser
+        .field_labelled("Code")
+        .await
+        .send_keys(&typed)
+        .await
+        .unwrap();
+    t.browser.button("Continue").await.click().await.unwrap();
+    let found = t
+        .browser
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("form[action='/device/consent']"))
+        .await;
+    if let Err(e) = found {
+        let (at, seen) = (t.browser.path().await, t.browser.text().await);
+        panic!("no consent page at {at}: {e}\n{seen}");
+    }
+    let seen = t.browser.text().await;
+    assert!(
+        seen.contains("Allow Living Room TV to access your account?"),
+        "{seen}"
+    );
+    t.untick("Delete your photos").await;
+    t.browser.record_csp_violations().await;
+    t.browser.button("Allow selected").await.click().await.unwrap();
+    let done = t
+        .browser
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//h1[contains(., 'Your device is connected')]"))
+        .await;
+    if let Err(e) = done {
+        let csp = t.browser.csp_violations().await;
+        panic!("not connected: {e}\n{}\n{csp:?}", t.browser.text().await);
+    }
+
+    t.s.advance(5);
+    let (status, _, token) = poll().await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["scope"], "openid photos.read");
+    let at = claims(token["access_token"].as_str().unwrap());
+    assert_eq!(at["scope"], "openid photos.read", "{at}");
+    t.browser.close().await;
+}

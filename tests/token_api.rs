@@ -64,8 +64,13 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
                 "implicit",
                 "password",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
-                "urn:ietf:params:oauth:grant-type:jwt-bearer"
+                "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "urn:ietf:params:oauth:grant-type:device_code"
             ])
+        );
+        assert_eq!(
+            m["device_authorization_endpoint"],
+            format!("{}/device_authorization", s.base)
         );
         assert_eq!(m["scopes_supported"], json!(["admin", "read", "write"]));
         assert!(

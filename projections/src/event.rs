@@ -103,6 +103,10 @@ events! {
     RefreshTokenReuseDetected,
     TrustedIssuerConfigured,
     TrustedIssuerRemoved,
+    DeviceAuthorizationRequested,
+    DeviceAuthorizationApproved,
+    DeviceAuthorizationDenied,
+    DeviceCodeRedeemed,
 }
 
 impl<'de> Deserialize<'de> for Event {
@@ -150,6 +154,10 @@ impl Event {
             Event::TrustedIssuerConfigured(_) | Event::TrustedIssuerRemoved(_) => {
                 streams::TRUSTED_ISSUERS.to_owned()
             }
+            Event::DeviceAuthorizationRequested(e) => streams::device(&e.device_code_hash),
+            Event::DeviceAuthorizationApproved(e) => streams::device(&e.device_code_hash),
+            Event::DeviceAuthorizationDenied(e) => streams::device(&e.device_code_hash),
+            Event::DeviceCodeRedeemed(e) => streams::device(&e.device_code_hash),
         }
     }
 }
@@ -192,6 +200,11 @@ pub mod streams {
     /// An authorization code's issuance and redemption.
     pub fn code(code_hash: &str) -> String {
         format!("code-{code_hash}")
+    }
+    /// A device authorization request (RFC 8628): its request, its answer and its redemption, so the
+    /// answer and the redemption each happen once.
+    pub fn device(device_code_hash: &str) -> String {
+        format!("device-{device_code_hash}")
     }
 }
 
@@ -749,6 +762,78 @@ pub struct AuthorizationCodeIssued {
 pub struct AuthorizationCodeRedeemed {
     pub v: V1,
     pub code_hash: String,
+    pub delegation_id: String,
+    pub at: UnixSeconds,
+}
+
+/// A device asked to be authorized (RFC 8628 §3.1); only the SHA-256 of its device code and of its
+/// user code are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationRequested {
+    pub v: V1,
+    pub device_code_hash: String,
+    /// SHA-256 of the normalised user code (the eight letters, upper case, no dash).
+    pub user_code_hash: String,
+    pub client_id: String,
+    /// `None` when the request named no scope: the client's defaults apply.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// RFC 8707.
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub requested_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    /// The polling interval the device was given (seconds).
+    pub interval: i64,
+}
+
+/// The user approved a device request on the verification page. It carries the decision made while the
+/// user was present, which redeeming the device code turns into a delegation and tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationApproved {
+    pub v: V1,
+    pub device_code_hash: String,
+    pub subject: String,
+    pub auth: AuthContext,
+    /// What the decision issues, with each scope's expiry.
+    pub scopes: Vec<GrantedScope>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// What the consent page showed for each scope it asked about (null when nothing was asked).
+    #[serde(default)]
+    pub shown: Value,
+    /// The asked scopes the user approved, and those they refused.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    #[serde(default)]
+    pub refused: Vec<String>,
+    #[serde(default)]
+    pub decision_trail: Value,
+    #[serde(default)]
+    pub policy_version: Option<String>,
+    pub at: UnixSeconds,
+}
+
+/// A device request was refused: by the user, or by the policy while the user was there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceAuthorizationDenied {
+    pub v: V1,
+    pub device_code_hash: String,
+    pub subject: String,
+    /// What the consent page showed (null when the policy refused before asking).
+    #[serde(default)]
+    pub shown: Value,
+    #[serde(default)]
+    pub refused: Vec<String>,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// An approved device code was exchanged at the token endpoint and became `delegation_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCodeRedeemed {
+    pub v: V1,
+    pub device_code_hash: String,
     pub delegation_id: String,
     pub at: UnixSeconds,
 }

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod delegations;
+pub mod devices;
 pub mod event;
 pub mod keys;
 pub mod projection;

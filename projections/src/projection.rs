@@ -6,8 +6,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::event::{Event, RecordedEvent};
 use crate::{
-    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation, keys::SigningKey,
-    refresh_tokens::RefreshToken, tokens::Token, trusted_issuers::TrustedIssuer, users::User,
+    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation,
+    devices::DeviceAuthorization, keys::SigningKey, refresh_tokens::RefreshToken, tokens::Token,
+    trusted_issuers::TrustedIssuer, users::User,
 };
 
 /// Lookup columns a store keeps beside a row's JSON state.
@@ -50,6 +51,7 @@ pub struct LedgerState {
     pub authorization_codes: BTreeMap<String, AuthorizationCode>,
     #[serde(default)]
     pub trusted_issuers: BTreeMap<String, TrustedIssuer>,
+    pub device_authorizations: BTreeMap<String, DeviceAuthorization>,
 }
 
 fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
@@ -74,7 +76,7 @@ pub struct RowWrite {
 pub type Touched = BTreeMap<&'static str, BTreeSet<String>>;
 
 /// The table names, in a fixed order.
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     Client::TABLE,
     SigningKey::TABLE,
     Delegation::TABLE,
@@ -84,6 +86,7 @@ pub const TABLES: [&str; 9] = [
     User::TABLE,
     AuthorizationCode::TABLE,
     TrustedIssuer::TABLE,
+    DeviceAuthorization::TABLE,
 ];
 
 fn touched_by<P: Projection>(events: &[RecordedEvent], out: &mut Touched) {
@@ -136,6 +139,7 @@ impl LedgerState {
         apply_to(&mut self.users, event);
         apply_to(&mut self.authorization_codes, event);
         apply_to(&mut self.trusted_issuers, event);
+        apply_to(&mut self.device_authorizations, event);
     }
 
     /// Folds a sequence of events from the empty state.
@@ -159,6 +163,7 @@ impl LedgerState {
         touched_by::<User>(events, &mut out);
         touched_by::<AuthorizationCode>(events, &mut out);
         touched_by::<TrustedIssuer>(events, &mut out);
+        touched_by::<DeviceAuthorization>(events, &mut out);
         out
     }
 
@@ -177,7 +182,8 @@ impl LedgerState {
         load_into(&mut self.refresh_tokens, table, id, state.clone())?;
         load_into(&mut self.users, table, id, state.clone())?;
         load_into(&mut self.authorization_codes, table, id, state.clone())?;
-        load_into(&mut self.trusted_issuers, table, id, state)
+        load_into(&mut self.trusted_issuers, table, id, state.clone())?;
+        load_into(&mut self.device_authorizations, table, id, state)
     }
 
     /// Serializes the rows named in `touched`, for the store to write back.
@@ -192,6 +198,7 @@ impl LedgerState {
         writes_of(&self.users, touched, &mut out)?;
         writes_of(&self.authorization_codes, touched, &mut out)?;
         writes_of(&self.trusted_issuers, touched, &mut out)?;
+        writes_of(&self.device_authorizations, touched, &mut out)?;
         Ok(out)
     }
 
@@ -213,6 +220,10 @@ impl LedgerState {
             self.authorization_codes.keys().collect(),
         );
         add(TrustedIssuer::TABLE, self.trusted_issuers.keys().collect());
+        add(
+            DeviceAuthorization::TABLE,
+            self.device_authorizations.keys().collect(),
+        );
         self.row_writes(&touched)
     }
 }

@@ -243,7 +243,60 @@ pub fn event() -> impl Strategy<Value = Event> {
             reason: RevocationReason::RevokedByClient,
             at
         })),
-        user_and_code_event(n, at),
+        user_and_code_event(n.clone(), at.clone()),
+        device_event(n, at),
+    ]
+}
+
+/// Device authorization requests, their answers and redemptions, over the same pools.
+fn device_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0u8..6, n.clone(), any::<bool>(), at.clone()).prop_map(|(c, d, named, at)| {
+            Event::DeviceAuthorizationRequested(DeviceAuthorizationRequested {
+                v: V1,
+                device_code_hash: id("device", c),
+                user_code_hash: id("usercode", c),
+                client_id: id("client", d),
+                scopes: named.then(|| vec!["read".into()]),
+                resource: None,
+                requested_at: at,
+                expires_at: at + 600,
+                interval: 5,
+            })
+        }),
+        (0u8..6, n.clone(), granted(), at.clone()).prop_map(|(c, d, scopes, at)| {
+            Event::DeviceAuthorizationApproved(DeviceAuthorizationApproved {
+                v: V1,
+                device_code_hash: id("device", c),
+                subject: id("user", d),
+                auth: AuthContext::default(),
+                scopes,
+                audience: vec![],
+                shown: serde_json::Value::Null,
+                approved: vec![],
+                refused: vec![],
+                decision_trail: serde_json::Value::Null,
+                policy_version: None,
+                at,
+            })
+        }),
+        (0u8..6, n.clone(), at.clone()).prop_map(|(c, d, at)| {
+            Event::DeviceAuthorizationDenied(DeviceAuthorizationDenied {
+                v: V1,
+                device_code_hash: id("device", c),
+                subject: id("user", d),
+                shown: serde_json::Value::Null,
+                refused: vec!["read".into()],
+                reason: "the user refused".into(),
+                at,
+            })
+        }),
+        (0u8..6, n, at).prop_map(|(c, d, at)| Event::DeviceCodeRedeemed(DeviceCodeRedeemed {
+            v: V1,
+            device_code_hash: id("device", c),
+            delegation_id: id("del", d),
+            at
+        })),
     ]
 }
 

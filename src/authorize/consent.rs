@@ -1,5 +1,5 @@
-//! The authorization endpoint's decision with the user present: what the request issues, and what the
-//! consent page's answer settles. A consent answer settles consent only; a step-up is settled by the
+//! The decision with the user present: what a request issues, and what the consent page's answer
+//! settles. The authorization endpoint and the device verification page both use it. A consent answer settles consent only; a step-up is settled by the
 //! session's own authentication, never by a ticked box (DESIGN.md, "Who settles what").
 
 use projections::clients::Client;
@@ -7,9 +7,7 @@ use projections::consents::Consent;
 use projections::event::UnixSeconds;
 use projections::users::User;
 
-use super::next_step::{self, Step};
-use super::request::{AuthorizationRequest, ResponseType};
-use crate::grants::GrantType;
+use super::next_step::{self, Ask, Step};
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
 use crate::policy::external::External;
@@ -18,21 +16,13 @@ use crate::sessions::Session;
 /// What a decision for a present user is made on, fetched before deciding.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
-    pub request: &'a AuthorizationRequest,
+    pub request: Ask<'a>,
     pub session: &'a Session,
     pub user: &'a User,
     pub client: &'a Client,
     /// Standing consents of this user for this client (none when the request demands the page).
     pub consents: &'a [Consent],
     pub external: &'a External,
-}
-
-/// The grant type a response type stands for.
-pub fn grant_type(request: &AuthorizationRequest) -> GrantType {
-    match request.response_type {
-        ResponseType::Code => GrantType::AuthorizationCode,
-        ResponseType::Token => GrantType::Implicit,
-    }
 }
 
 /// The issuance decision for the request, counting `approved_now` as consented. Pure.
@@ -48,13 +38,13 @@ pub fn decision(
             client: facts.client,
             subject: &facts.user.subject,
             subject_attributes: &facts.user.attributes,
-            requested: facts.request.scope.as_deref(),
-            resource: facts.request.resource.as_deref(),
-            grant_type: grant_type(facts.request).name(),
+            requested: facts.request.scope,
+            resource: facts.request.resource,
+            grant_type: facts.request.grant_type.name(),
             user_present: true,
             auth: &facts.session.auth,
             delegation: None,
-            authorization_details: &facts.request.authorization_details,
+            authorization_details: facts.request.authorization_details,
             consents: facts.consents,
             approved_now,
             fresh_since: Some(facts.request.created_at),
@@ -106,7 +96,7 @@ pub fn decide(
     now: UnixSeconds,
 ) -> Result<Outcome, OAuthError> {
     let shown = decision(policy, facts, &[], now)?;
-    match next_step::after_decision(facts.request, &shown, facts.session, facts.user) {
+    match next_step::after_decision(&facts.request, &shown, facts.session, facts.user) {
         Step::Consent => {}
         other => return Ok(Outcome::NotAsked(other)),
     }
@@ -132,7 +122,7 @@ pub fn decide(
         .any(|t| matches!(&t.outcome, issuance::Outcome::AskUser { step_up: Some(_), .. }))
     {
         return Ok(Outcome::NotAsked(next_step::after_decision(
-            facts.request,
+            &facts.request,
             &decision,
             facts.session,
             facts.user,

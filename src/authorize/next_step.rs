@@ -1,13 +1,55 @@
-//! What an authorization request needs next from the user, as a pure function of the request, the
-//! session, the account and the decision. The HTTP layer only carries it out.
+//! What a request waiting for its user needs next, as a pure function of the request, the session, the
+//! account and the decision: an authorization request at `/authorize`, or a device request on the
+//! verification page. The HTTP layer only carries it out.
 
 use projections::event::UnixSeconds;
 use projections::users::User;
+use serde_json::Value;
 
-use super::request::AuthorizationRequest;
+use super::request::{AuthorizationRequest, Prompt, ResponseType};
+use crate::grants::GrantType;
 use crate::issuance::{Decision, Outcome};
 use crate::oauth::OAuthError;
 use crate::sessions::{ACR_TOTP, Session};
+
+/// What a user is asked to approve, whichever page asks: the authorization endpoint, or the device
+/// verification page. Both go through the same decision and the same steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub client_id: &'a str,
+    /// The grant the answer leads to (the policy sees it).
+    pub grant_type: GrantType,
+    /// `None`: the client's defaults.
+    pub scope: Option<&'a [String]>,
+    pub resource: Option<&'a str>,
+    /// RFC 9396; `Null` when absent.
+    pub authorization_details: &'a Value,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub acr_values: &'a [String],
+    /// When the request arrived: a sign-in since then is fresh for it.
+    pub created_at: UnixSeconds,
+}
+
+impl AuthorizationRequest {
+    /// What this request asks the user.
+    pub fn ask(&self) -> Ask<'_> {
+        Ask {
+            client_id: &self.client_id,
+            grant_type: match self.response_type {
+                ResponseType::Code => GrantType::AuthorizationCode,
+                ResponseType::Token => GrantType::Implicit,
+            },
+            scope: self.scope.as_deref(),
+            resource: self.resource.as_deref(),
+            authorization_details: &self.authorization_details,
+            prompt: self.prompt,
+            max_age: self.max_age,
+            acr_values: &self.acr_values,
+            created_at: self.created_at,
+        }
+    }
+}
 
 /// The next thing to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +68,13 @@ pub enum Step {
 
 /// Whether the session was (re-)authenticated after the request arrived: a sign-in demanded by this
 /// request has happened.
-fn fresh_for(request: &AuthorizationRequest, session: &Session) -> bool {
+fn fresh_for(request: &Ask<'_>, session: &Session) -> bool {
     session.auth.auth_time.is_some_and(|t| t >= request.created_at)
 }
 
 /// Before deciding: is there a sign-in good enough for this request?
 pub fn authentication(
-    request: &AuthorizationRequest,
+    request: &Ask<'_>,
     session: Option<&Session>,
     user: Option<&User>,
     now: UnixSeconds,
@@ -73,12 +115,7 @@ pub fn authentication(
 }
 
 /// After deciding: what the decision still needs from the user.
-pub fn after_decision(
-    request: &AuthorizationRequest,
-    decision: &Decision,
-    session: &Session,
-    user: &User,
-) -> Step {
+pub fn after_decision(request: &Ask<'_>, decision: &Decision, session: &Session, user: &User) -> Step {
     let none = request.prompt.none;
     let mut consent = false;
     for trail in decision.pending() {
@@ -139,7 +176,7 @@ pub fn after_decision(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authorize::request::{Prompt, ResponseMode, ResponseType, Target};
+    use crate::authorize::request::{ResponseMode, Target};
     use crate::issuance::ScopeTrail;
     use crate::policy::authorizer::StepUp;
     use projections::event::AuthContext;
@@ -220,12 +257,12 @@ mod tests {
     fn nobody_signed_in_means_sign_in_or_login_required() {
         let r = request(Prompt::default(), None);
         assert_eq!(
-            authentication(&r, None, None, 1_000),
+            authentication(&r.ask(), None, None, 1_000),
             Some(Step::SignIn { again: false })
         );
         let r = request(NONE, None);
         assert!(matches!(
-            authentication(&r, None, None, 1_000),
+            authentication(&r.ask(), None, None, 1_000),
             Some(Step::Fail(OAuthError::LoginRequired(_)))
         ));
     }
@@ -239,20 +276,20 @@ mod tests {
         let r = request(login, None);
         let u = user(false);
         assert_eq!(
-            authentication(&r, Some(&session("pwd", 900)), Some(&u), 1_000),
+            authentication(&r.ask(), Some(&session("pwd", 900)), Some(&u), 1_000),
             Some(Step::SignIn { again: true })
         );
         assert_eq!(
-            authentication(&r, Some(&session("pwd", 1_001)), Some(&u), 1_010),
+            authentication(&r.ask(), Some(&session("pwd", 1_001)), Some(&u), 1_010),
             None
         );
         let r = request(Prompt::default(), Some(60));
         assert_eq!(
-            authentication(&r, Some(&session("pwd", 900)), Some(&u), 1_000),
+            authentication(&r.ask(), Some(&session("pwd", 900)), Some(&u), 1_000),
             Some(Step::SignIn { again: true })
         );
         assert_eq!(
-            authentication(&r, Some(&session("pwd", 950)), Some(&u), 1_000),
+            authentication(&r.ask(), Some(&session("pwd", 950)), Some(&u), 1_000),
             None
         );
     }
@@ -262,11 +299,11 @@ mod tests {
         let d = pending(true, None);
         let s = session("pwd", 900);
         assert_eq!(
-            after_decision(&request(Prompt::default(), None), &d, &s, &user(false)),
+            after_decision(&request(Prompt::default(), None).ask(), &d, &s, &user(false)),
             Step::Consent
         );
         assert!(matches!(
-            after_decision(&request(NONE, None), &d, &s, &user(false)),
+            after_decision(&request(NONE, None).ask(), &d, &s, &user(false)),
             Step::Fail(OAuthError::ConsentRequired(_))
         ));
     }
@@ -282,13 +319,13 @@ mod tests {
         );
         let s = session("pwd", 900);
         let r = request(Prompt::default(), None);
-        assert_eq!(after_decision(&r, &d, &s, &user(true)), Step::SecondFactor);
+        assert_eq!(after_decision(&r.ask(), &d, &s, &user(true)), Step::SecondFactor);
         assert!(matches!(
-            after_decision(&r, &d, &s, &user(false)),
+            after_decision(&r.ask(), &d, &s, &user(false)),
             Step::Fail(OAuthError::AccessDenied(_))
         ));
         assert!(matches!(
-            after_decision(&request(NONE, None), &d, &s, &user(true)),
+            after_decision(&request(NONE, None).ask(), &d, &s, &user(true)),
             Step::Fail(OAuthError::InteractionRequired(_))
         ));
     }
@@ -304,11 +341,11 @@ mod tests {
         );
         let r = request(Prompt::default(), None);
         assert_eq!(
-            after_decision(&r, &d, &session("pwd", 100), &user(false)),
+            after_decision(&r.ask(), &d, &session("pwd", 100), &user(false)),
             Step::SignIn { again: true }
         );
         assert!(matches!(
-            after_decision(&r, &d, &session("pwd", 1_005), &user(false)),
+            after_decision(&r.ask(), &d, &session("pwd", 1_005), &user(false)),
             Step::Fail(OAuthError::AccessDenied(_))
         ));
     }

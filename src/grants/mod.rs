@@ -2,6 +2,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod device_code;
 pub mod jwt_bearer;
 pub mod password;
 pub mod refresh;
@@ -23,6 +24,9 @@ use crate::oauth::form::Form;
 use crate::policy::external;
 use crate::store::{AppendRequest, ExpectedVersion};
 
+/// The device authorization grant's `grant_type` (RFC 8628 §3.4).
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The grant types this server implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
@@ -40,6 +44,8 @@ pub enum GrantType {
     TokenExchange,
     /// RFC 7523 §2.1: a JWT from a trusted issuer naming the user.
     JwtBearer,
+    /// RFC 8628: a device polls while its user answers on the verification page.
+    DeviceCode,
 }
 
 impl GrantType {
@@ -52,6 +58,7 @@ impl GrantType {
             "password" => Ok(GrantType::Password),
             token_exchange::GRANT_TYPE => Ok(GrantType::TokenExchange),
             jwt_bearer::GRANT_TYPE => Ok(GrantType::JwtBearer),
+            DEVICE_CODE => Ok(GrantType::DeviceCode),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -68,6 +75,7 @@ impl GrantType {
             GrantType::Password => "password",
             GrantType::TokenExchange => token_exchange::GRANT_TYPE,
             GrantType::JwtBearer => jwt_bearer::GRANT_TYPE,
+            GrantType::DeviceCode => DEVICE_CODE,
         }
     }
 }
@@ -155,6 +163,7 @@ pub async fn dispatch(
         GrantType::Password => password::grant(app, client, form, peer, now).await,
         GrantType::TokenExchange => token_exchange::grant(app, client, form, now).await,
         GrantType::JwtBearer => jwt_bearer::grant(app, client, form, now).await,
+        GrantType::DeviceCode => device_code::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

@@ -55,7 +55,7 @@ fn settings(app: &App, pushed: bool) -> Settings {
 }
 
 /// The error page for something that cannot be sent back to the client.
-fn error_page(e: &OAuthError) -> Response {
+pub(super) fn error_page(e: &OAuthError) -> Response {
     let status = match e {
         OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,7 +67,7 @@ fn error_page(e: &OAuthError) -> Response {
     pages::error(status, &e.to_string(), message)
 }
 
-fn redirect(location: &str) -> Response {
+pub(super) fn redirect(location: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -217,7 +217,7 @@ async fn signed_in(
             .map_err(|e| error_page(&OAuthError::from(e)))?,
         None => None,
     };
-    if let Some(step) = next_step::authentication(request, session.as_ref(), user.as_ref(), now) {
+    if let Some(step) = next_step::authentication(&request.ask(), session.as_ref(), user.as_ref(), now) {
         return Err(carry_out(app, id, request, now, step).await);
     }
     let (Some(session), Some(user)) = (session, user) else {
@@ -248,7 +248,7 @@ struct Fetched {
 impl Fetched {
     fn facts<'a>(&'a self, signed: &'a Signed, request: &'a AuthorizationRequest) -> consent::Facts<'a> {
         consent::Facts {
-            request,
+            request: request.ask(),
             session: &signed.session,
             user: &signed.user,
             client: &signed.client,
@@ -285,7 +285,7 @@ async fn fetch(
         external::Asking {
             client: &signed.client.spec,
             subject: &signed.user.subject,
-            grant_type: consent::grant_type(request).name(),
+            grant_type: request.ask().grant_type.name(),
             user_present: true,
             requested: request.scope.as_deref(),
             now,
@@ -316,7 +316,7 @@ async fn proceed(
         Ok(d) => d,
         Err(e) => return carry_out(app, id, &request, now, Step::Fail(e)).await,
     };
-    match next_step::after_decision(&request, &decision, &signed.session, &signed.user) {
+    match next_step::after_decision(&request.ask(), &decision, &signed.session, &signed.user) {
         Step::Consent => consent_page(app, headers, id, &request, &signed, &policy, &decision, now).await,
         Step::Issue => {
             answer(
@@ -359,23 +359,45 @@ async fn carry_out(app: &App, id: &str, request: &AuthorizationRequest, now: i64
 }
 
 /// One scope on the consent page.
-struct ScopeLine {
+pub(super) struct ScopeLine {
     name: String,
     description: String,
     lifetime: String,
 }
 
+/// The consent page, for the authorization endpoint and the device verification page alike.
 #[derive(Template)]
 #[template(path = "consent.html")]
-struct ConsentPage<'a> {
-    client_name: &'a str,
-    client_kind: &'a str,
-    username: &'a str,
-    csrf: &'a str,
-    id: &'a str,
-    scopes: Vec<ScopeLine>,
-    details: Vec<String>,
-    already: Vec<String>,
+pub(super) struct ConsentPage<'a> {
+    pub client_name: &'a str,
+    pub client_kind: &'a str,
+    pub username: &'a str,
+    pub csrf: &'a str,
+    /// Where the answer goes, and the hidden field naming the request it answers.
+    pub action: &'a str,
+    pub field: &'a str,
+    pub id: &'a str,
+    pub scopes: Vec<ScopeLine>,
+    pub details: Vec<String>,
+    pub already: Vec<String>,
+}
+
+/// How the consent page introduces a client.
+pub(super) fn client_kind(client: &Client) -> &'static str {
+    match client.spec.kind {
+        projections::event::ClientKind::FirstParty => "an application run by this service",
+        projections::event::ClientKind::ThirdParty => "a third-party application",
+    }
+}
+
+/// What the consent page showed for each scope it asked about, as `ConsentGranted` records it.
+pub(super) fn shown(policy: &Policy, decision: &Decision) -> Value {
+    json!(
+        pending_lines(policy, decision)
+            .into_iter()
+            .map(|l| json!({"scope": l.name, "description": l.description, "lifetime": l.lifetime}))
+            .collect::<Vec<Value>>()
+    )
 }
 
 /// "for 1 hour", "for 30 days", or "until you revoke it".
@@ -393,7 +415,7 @@ fn lifetime_text(seconds: Option<i64>) -> String {
 }
 
 /// What the page shows for each pending scope: its description and how long it would last.
-fn pending_lines(policy: &Policy, decision: &Decision) -> Vec<ScopeLine> {
+pub(super) fn pending_lines(policy: &Policy, decision: &Decision) -> Vec<ScopeLine> {
     decision
         .pending()
         .map(|t| {
@@ -433,15 +455,13 @@ async fn consent_page(
         Ok(t) => t,
         Err(e) => return error_page(&OAuthError::from(e)),
     };
-    let kind = match signed.client.spec.kind {
-        projections::event::ClientKind::FirstParty => "an application run by this service",
-        projections::event::ClientKind::ThirdParty => "a third-party application",
-    };
     let page = ConsentPage {
         client_name: &signed.client.spec.name,
-        client_kind: kind,
+        client_kind: client_kind(&signed.client),
         username: &signed.user.username,
         csrf: &csrf,
+        action: "/authorize/consent",
+        field: "id",
         id,
         scopes: pending_lines(policy, decision),
         details: details::describe(&request.authorization_details),
@@ -507,12 +527,7 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
         consent::Outcome::Refused { answered } => (None, answered),
         consent::Outcome::Approved { decision, answered } => (Some(decision), answered),
     };
-    let shown_json = json!(
-        pending_lines(&policy, &answered.shown)
-            .into_iter()
-            .map(|l| json!({"scope": l.name, "description": l.description, "lifetime": l.lifetime}))
-            .collect::<Vec<Value>>()
-    );
+    let shown_json = shown(&policy, &answered.shown);
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
         client_id: &request.client_id,

@@ -27,6 +27,7 @@ fn metadata(app: &AppRef) -> Value {
         "grant_types_supported": SUPPORTED_GRANT_TYPES,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "device_authorization_endpoint": format!("{issuer}/device_authorization"),
         "require_pushed_authorization_requests": false,
         "response_types_supported": ["code", "token"],
         "response_modes_supported": ["query", "fragment", "form_post"],

@@ -5,6 +5,7 @@ mod admin;
 mod authorize;
 mod client_auth;
 pub mod csrf;
+mod device;
 mod discovery;
 mod dpop;
 mod health;
@@ -44,6 +45,7 @@ pub const ROUTES: &[&str] = &[
     "/authorize",
     "/par",
     "/userinfo",
+    "/device_authorization",
 ];
 
 /// The server's routes.
@@ -74,6 +76,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/static/style.css", get(crate::pages::stylesheet))
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
+        .merge(device::routes())
         .merge(login::routes())
         .merge(account::routes())
         // On matched routes only, where the route template is known: counted by template, not by path.

@@ -83,6 +83,14 @@ pub enum JwtBearerGrant {
     JwtBearer,
 }
 
+/// `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum DeviceCodeGrant {
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
+}
+
 /// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
 /// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
 /// for a public client); more than one method is refused with 401.
@@ -266,6 +274,66 @@ pub struct JwtBearerForm {
     other: BTreeMap<String, String>,
 }
 
+/// `POST /token` polling with a device code (RFC 8628 §3.4) until the user has answered on the
+/// verification page: `authorization_pending`, `slow_down` (the interval grows by 5 seconds),
+/// `access_denied`, `expired_token`, then the tokens once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceCodeForm {
+    grant_type: DeviceCodeGrant,
+    #[schema(min_length = 1)]
+    device_code: String,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// Form body of `POST /device_authorization` (RFC 8628 §3.1), plus client authentication as at `/token`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceAuthorizationForm {
+    /// Space-delimited scopes; the client's defaults when absent.
+    #[schema(nullable = false)]
+    scope: Option<String>,
+    /// RFC 8707 resource indicator: one of the client's `resources`.
+    #[schema(nullable = false)]
+    resource: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// RFC 8628 §3.2: the device shows `user_code` and `verification_uri`, then polls `/token`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceAuthorizationSchema {
+    device_code: String,
+    /// Eight letters from `BCDFGHJKLMNPQRSTVWXZ`, shown as `WDJB-MJHT`; typed in any case, with or without
+    /// the dash.
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: i64,
+    /// Seconds between polls.
+    interval: i64,
+}
+
 /// Form body of `POST /token`: one of the supported grants.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -275,6 +343,7 @@ pub enum TokenForm {
     AuthorizationCode(AuthorizationCodeForm),
     RefreshToken(RefreshTokenForm),
     Password(PasswordForm),
+    DeviceCode(DeviceCodeForm),
     TokenExchange(TokenExchangeForm),
     JwtBearer(JwtBearerForm),
 }
@@ -473,6 +542,8 @@ pub enum GrantTypeSchema {
     TokenExchange,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
     JwtBearer,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
 }
 
 /// How a client authenticates at the token, introspection and revocation endpoints.
@@ -638,10 +709,22 @@ pub enum DisableBody {
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_dpop_proof`, `use_dpop_nonce`", body = ErrorBody,
             headers(("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce to retry with"))),
         (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
-        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 500, description = "`server_error`; for a device code also `authorization_pending`, `slow_down`, `access_denied`, `expired_token`", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the database is unavailable", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 #[allow(dead_code)]
 fn token() {}
+
+#[utoipa::path(post, path = "/device_authorization", tag = "oauth", security(("client_basic" = []), ()),
+    description = "RFC 8628 §3.1: a device asks to be authorized. The user then types the code on `verification_uri` (a page for people, not in this document) while the device polls `POST /token` with `grant_type=urn:ietf:params:oauth:grant-type:device_code`.",
+    request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = DeviceAuthorizationSchema, headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request`, `unauthorized_client` (the client is not registered for the device grant), `invalid_scope`, `invalid_target`", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unavailable, or too many device requests are waiting", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+#[allow(dead_code)]
+fn device_authorization() {}
 
 #[utoipa::path(post, path = "/introspect", tag = "oauth", security(("client_basic" = []), ()),
     description = "Only authenticated confidential clients may introspect (a public client gets 401); a token that is not the caller's to see answers `{\"active\": false}`.",
@@ -918,7 +1001,7 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz, metrics,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
-          authorize, authorize_post, par, userinfo, userinfo_post),
+          authorize, authorize_post, par, userinfo, userinfo_post, device_authorization),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -117,6 +117,13 @@ pub fn kept_requests() -> &'static Limiter {
     LIMITER.get_or_init(Limiter::new)
 }
 
+/// This process's count of user codes typed on the device verification page, per client address and
+/// per session.
+pub fn user_codes() -> &'static Limiter {
+    static LIMITER: OnceLock<Limiter> = OnceLock::new();
+    LIMITER.get_or_init(Limiter::new)
+}
+
 /// The key a client address counts under: the TCP peer when the server records it (it is served with
 /// connect info), else one shared key for every client. `issuer` separates servers sharing a process
 /// (tests); in production there is one.

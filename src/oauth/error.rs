@@ -56,6 +56,15 @@ pub enum OAuthError {
     /// RFC 9449 §8: the server requires a nonce in DPoP proofs; retry with the one in `DPoP-Nonce`.
     #[error("use_dpop_nonce")]
     UseDpopNonce(String),
+    /// RFC 8628 §3.5: the user has not answered the device request yet. Poll again after the interval.
+    #[error("authorization_pending")]
+    AuthorizationPending(String),
+    /// RFC 8628 §3.5: the device polled faster than its interval, which grows by 5 seconds.
+    #[error("slow_down")]
+    SlowDown(String),
+    /// RFC 8628 §3.5: the device code expired before it was redeemed. Start again.
+    #[error("expired_token")]
+    ExpiredToken(String),
     /// The server failed; the details are in its log, not in the response. Retry later.
     #[error("server_error")]
     ServerError,
@@ -93,7 +102,10 @@ impl OAuthError {
             | OAuthError::InteractionRequired(d)
             | OAuthError::InvalidRequestUri(d)
             | OAuthError::InvalidDpopProof(d)
-            | OAuthError::UseDpopNonce(d) => Some(d),
+            | OAuthError::UseDpopNonce(d)
+            | OAuthError::AuthorizationPending(d)
+            | OAuthError::SlowDown(d)
+            | OAuthError::ExpiredToken(d) => Some(d),
             OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
         }
     }

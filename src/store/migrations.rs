@@ -38,6 +38,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_trusted_issuers.sql"),
         include_str!("../../migrations/postgres/0005_trusted_issuers.sql"),
     ),
+    (
+        6,
+        "device authorizations",
+        include_str!("../../migrations/sqlite/0006_device_authorizations.sql"),
+        include_str!("../../migrations/postgres/0006_device_authorizations.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.
