@@ -156,7 +156,107 @@ on_both_stores!(
     a_disabled_user_gets_no_token,
     an_untrusted_issuer_or_a_client_without_the_grant_is_refused,
     trust_changes_are_recorded_in_the_ledger_once,
+    a_trusted_issuers_jwt_is_exchanged_into_a_new_delegation_once,
+    may_act_in_a_foreign_token_is_enforced_without_actor_token,
 );
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A service that may exchange tokens, impersonating or acting as itself.
+async fn exchanging_service(s: &TestServer) -> String {
+    s.register(json!({
+        "client_id": "svc", "name": "Service", "kind": "first_party", "audience": "machine",
+        "grant_types": [EXCHANGE, "client_credentials"], "scopes": ["profile", "messages:read"],
+        "token_exchange": {"impersonation": true, "actors": ["svc"]},
+    }))
+    .await
+    .unwrap()
+}
+
+async fn exchange(s: &TestServer, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut all = vec![("grant_type", EXCHANGE), ("subject_token_type", JWT_TYPE)];
+    all.extend_from_slice(form);
+    let (status, _, body) = s.post_form("/token", Some(("svc", secret)), &all).await;
+    (status, body)
+}
+
+async fn a_trusted_issuers_jwt_is_exchanged_into_a_new_delegation_once(db: TestDb) {
+    let key = IssuerKey::new("k1");
+    let (s, _) = setup(&db, false, &key, "").await;
+    let svc = exchanging_service(&s).await;
+    let jwt = key.sign(&claims(&s, ISS, "ann", "x-1"));
+    let (status, body) = exchange(&s, &svc, &[("subject_token", &jwt)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    // The user is absent: the consent scope is dropped; the token is ann's, in a new delegation
+    assert_eq!(scopes(&body), ["profile"]);
+    let issued = last_token_issued(&s).await;
+    assert_eq!(issued.grant_type, EXCHANGE);
+    assert_eq!(issued.client_id, "svc");
+    assert!(issued.act.is_none());
+    assert_eq!(issued.decision_trail["exchanged"]["subject_token"]["iss"], ISS);
+    let delegation = issued.delegation_id.clone().unwrap();
+    assert!(events(&s).await.iter().any(|(_, e)| matches!(e,
+        Event::DelegationCreated(d) if d.delegation_id == delegation && d.grant_type == EXCHANGE)));
+    // The same JWT again: refused, nothing issued
+    let (status, body) = exchange(&s, &svc, &[("subject_token", &jwt)]).await;
+    refused(status, &body, "already exchanged");
+    // A JWT of an untrusted issuer: refused
+    let forged = IssuerKey::new("k9").sign(&claims(&s, "https://evil.example", "ann", "x-2"));
+    let (status, body) = exchange(&s, &svc, &[("subject_token", &forged)]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}
+
+async fn may_act_in_a_foreign_token_is_enforced_without_actor_token(db: TestDb) {
+    let key = IssuerKey::new("k1");
+    let (s, _) = setup(&db, false, &key, "").await;
+    let svc = exchanging_service(&s).await;
+    let mut c = claims(&s, ISS, "ann", "m-1");
+    c["may_act"] = json!({"sub": "svc"});
+    // The client may impersonate, but the token names who may act: leaving out the actor is refused
+    let (status, body) = exchange(&s, &svc, &[("subject_token", &key.sign(&c))]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    // With the named actor's own token, the new token says who acts
+    let (status, _, actor) = s
+        .post_form(
+            "/token",
+            Some(("svc", &svc)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200, "{actor}");
+    c["jti"] = json!("m-2");
+    let (status, body) = exchange(
+        &s,
+        &svc,
+        &[
+            ("subject_token", &key.sign(&c)),
+            ("actor_token", actor["access_token"].as_str().unwrap()),
+            (
+                "actor_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        token_claims(body["access_token"].as_str().unwrap())["act"]["sub"],
+        "svc"
+    );
+}
 
 async fn consent_for_an_assertion_comes_only_from_the_ledger(db: TestDb) {
     let key = IssuerKey::new("k1");

@@ -16,7 +16,7 @@
 
 use projections::clients::Client;
 use projections::delegations::Delegation;
-use projections::event::{Actor, AuthContext, Party, UnixSeconds};
+use projections::event::{Actor, AuthContext, Party, TokenExchangeSettings, UnixSeconds};
 use projections::queries;
 use projections::refresh_tokens::RefreshToken;
 use projections::users::User;
@@ -56,6 +56,8 @@ pub enum SubjectToken<'a> {
     RefreshToken(&'a str),
     /// One of this server's ID tokens.
     IdToken(&'a str),
+    /// A JWT from a trusted issuer (`foreign_exchange.rs`).
+    Jwt(&'a str),
 }
 
 impl<'a> SubjectToken<'a> {
@@ -65,6 +67,7 @@ impl<'a> SubjectToken<'a> {
             token_types::ACCESS_TOKEN => Ok(SubjectToken::AccessToken(value)),
             token_types::REFRESH_TOKEN => Ok(SubjectToken::RefreshToken(value)),
             token_types::ID_TOKEN => Ok(SubjectToken::IdToken(value)),
+            token_types::JWT => Ok(SubjectToken::Jwt(value)),
             other => Err(not_accepted("subject_token_type", other)),
         }
     }
@@ -232,6 +235,64 @@ fn invalid_request(why: &str) -> OAuthError {
     OAuthError::InvalidRequest(why.into())
 }
 
+/// Who acts for the subject in the new token: routed on the subject token's claims (`may_act`, an
+/// earlier `act`), so leaving out the actor token skips nothing. `actor` is `None` without an actor
+/// token, `Some(None)` for one that is not this server's access token. Pure.
+pub(super) fn who_acts(
+    exchange: &TokenExchangeSettings,
+    me: &str,
+    issuer: &str,
+    actor: Option<Option<&Acting>>,
+    may_act: Option<&Party>,
+    prior: Option<&Actor>,
+) -> Result<Option<Actor>, OAuthError> {
+    let actor = match actor {
+        None => None,
+        Some(Some(a)) if a.active => Some(a),
+        Some(_) => return Err(invalid_grant("the actor token is not active")),
+    };
+    if actor.is_some_and(|a| a.client_id != me) {
+        return Err(invalid_request(
+            "the actor token must be an access token issued to this client",
+        ));
+    }
+    if let Some(may_act) = may_act {
+        let Some(a) = actor else {
+            return Err(invalid_request(
+                "the subject token names who may act for its subject (may_act); an actor_token is required",
+            ));
+        };
+        let same_issuer = may_act.iss.as_deref().is_none_or(|iss| iss == issuer);
+        if a.subject != may_act.sub || !same_issuer {
+            return Err(invalid_request(
+                "the actor is not the party the subject token allows to act (may_act)",
+            ));
+        }
+    }
+    match actor {
+        Some(a) => {
+            if !exchange.actors.allows(&a.subject) {
+                return Err(invalid_request(
+                    "this client may not exchange tokens for this actor",
+                ));
+            }
+            Ok(Some(Actor {
+                sub: a.subject.clone(),
+                act: prior.cloned().map(Box::new),
+            }))
+        }
+        None => {
+            if !exchange.impersonation {
+                return Err(invalid_request(
+                    "this client may not exchange a token without an actor_token (impersonation)",
+                ));
+            }
+            // Whoever already acted in the subject token still does.
+            Ok(prior.cloned())
+        }
+    }
+}
+
 /// Decides an exchange. Pure: the subject token and its delegation, the actor, the client's settings,
 /// then the policy in force through the one issuance pipeline.
 pub fn decide(
@@ -286,52 +347,14 @@ pub fn decide(
         return Err(invalid_grant("the user's account is disabled"));
     }
 
-    // Who acts: routed on the subject token's claims, so leaving out the actor token skips nothing.
-    let actor = match (request.actor_token, &facts.actor) {
-        (false, _) => None,
-        (true, Some(a)) if a.active => Some(a),
-        (true, _) => return Err(invalid_grant("the actor token is not active")),
-    };
-    if actor.is_some_and(|a| a.client_id != me) {
-        return Err(invalid_request(
-            "the actor token must be an access token issued to this client",
-        ));
-    }
-    if let Some(may_act) = &subject.may_act {
-        let Some(a) = actor else {
-            return Err(invalid_request(
-                "the subject token names who may act for its subject (may_act); an actor_token is required",
-            ));
-        };
-        let same_issuer = may_act.iss.as_deref().is_none_or(|iss| iss == settings.issuer);
-        if a.subject != may_act.sub || !same_issuer {
-            return Err(invalid_request(
-                "the actor is not the party the subject token allows to act (may_act)",
-            ));
-        }
-    }
-    let act = match actor {
-        Some(a) => {
-            if !exchange.actors.allows(&a.subject) {
-                return Err(invalid_request(
-                    "this client may not exchange tokens for this actor",
-                ));
-            }
-            Some(Actor {
-                sub: a.subject.clone(),
-                act: subject.act.clone().map(Box::new),
-            })
-        }
-        None => {
-            if !exchange.impersonation {
-                return Err(invalid_request(
-                    "this client may not exchange a token without an actor_token (impersonation)",
-                ));
-            }
-            // Whoever already acted in the subject token still does.
-            subject.act.clone()
-        }
-    };
+    let act = who_acts(
+        exchange,
+        me,
+        settings.issuer,
+        request.actor_token.then_some(facts.actor.as_ref()),
+        subject.may_act.as_ref(),
+        subject.act.as_ref(),
+    )?;
 
     // A refresh token continues this client's own delegation, for the subject alone.
     let refresh_token_seconds = match request.requested {
@@ -430,7 +453,7 @@ pub fn decide(
     let from = json!({
         "subject_token_type": subject.kind.token_type(),
         "subject_token": subject.reference,
-        "actor_token": actor.map(|a| &a.jti),
+        "actor_token": facts.actor.as_ref().filter(|_| request.actor_token).map(|a| &a.jti),
     });
     Ok(Outcome {
         decision,
@@ -467,6 +490,25 @@ fn from_found(kind: SubjectKind, f: Found) -> Subject {
     }
 }
 
+/// The actor token's record: `None` without an actor token, `Some(None)` for one that is not one of
+/// this server's access tokens.
+pub(super) async fn fetch_actor(
+    app: &App,
+    actor_token: Option<ActorToken<'_>>,
+    now: UnixSeconds,
+) -> Result<Option<Option<Acting>>, OAuthError> {
+    let Some(ActorToken::AccessToken(jwt)) = actor_token else {
+        return Ok(None);
+    };
+    let found = access_tokens::find(app.store.as_ref(), &app.config.issuer, jwt, now).await?;
+    Ok(Some(found.map(|f| Acting {
+        jti: f.token.jti,
+        subject: f.token.subject,
+        client_id: f.token.client_id,
+        active: f.active,
+    })))
+}
+
 /// Reads what [`decide`] needs: the subject token's record and its delegation, the actor token's, the
 /// subject's attributes, and the external decision points' verdicts.
 pub async fn fetch(
@@ -488,20 +530,10 @@ pub async fn fetch(
             .await?
             .map(|f| from_found(SubjectKind::IdToken, f)),
         SubjectToken::RefreshToken(value) => refresh_subject(app, client, value, now).await?,
+        // Exchanged by `foreign_exchange`, which `grant` hands it to; nothing of this server's.
+        SubjectToken::Jwt(_) => None,
     };
-    let actor = match actor_token {
-        Some(ActorToken::AccessToken(jwt)) => {
-            access_tokens::find(store, issuer, jwt, now)
-                .await?
-                .map(|f| Acting {
-                    jti: f.token.jti,
-                    subject: f.token.subject,
-                    client_id: f.token.client_id,
-                    active: f.active,
-                })
-        }
-        None => None,
-    };
+    let actor = fetch_actor(app, actor_token, now).await?.flatten();
     let Some(subject) = subject else {
         return Ok(Facts {
             actor,
@@ -655,6 +687,10 @@ pub async fn grant(
         },
         refresh_token_seconds: app.config.tokens.refresh_token_seconds,
     };
+    if let SubjectToken::Jwt(jwt) = subject_token {
+        let actor = fetch_actor(app, actor_token, now).await?;
+        return super::foreign_exchange::grant(app, client, jwt, actor, request, now).await;
+    }
     let policy = app.policy();
     let facts = fetch(app, &policy, client, subject_token, actor_token, request, now).await?;
     let outcome = decide(&policy, client, settings, &facts, request, now)?;
@@ -1164,13 +1200,17 @@ mod tests {
     }
 
     #[test]
-    fn subject_token_types_parse_to_their_kind_and_a_foreign_jwt_is_not_accepted() {
+    fn subject_token_types_parse_to_their_kind_and_others_are_not_accepted() {
         assert_eq!(
             SubjectToken::parse("t", token_types::REFRESH_TOKEN),
             Ok(SubjectToken::RefreshToken("t"))
         );
-        assert!(matches!(
+        assert_eq!(
             SubjectToken::parse("t", token_types::JWT),
+            Ok(SubjectToken::Jwt("t"))
+        );
+        assert!(matches!(
+            SubjectToken::parse("t", "urn:ietf:params:oauth:token-type:saml2"),
             Err(OAuthError::InvalidRequest(m)) if m.contains("is not accepted")
         ));
         assert!(matches!(

@@ -14,7 +14,7 @@ use projections::users::User;
 use serde_json::Value;
 
 use super::refresh::{self, Minting};
-use super::{GrantType, TokenResponse, prepare_access_token};
+use super::{Exchanged, GrantType, TokenResponse, prepare_access_token, prepare_exchanged_token};
 use crate::app::App;
 use crate::authorize::issue;
 use crate::delegations::{self, Creation};
@@ -142,16 +142,7 @@ pub async fn record(
     also: Option<AppendRequest>,
     now: UnixSeconds,
 ) -> Result<TokenResponse, OAuthError> {
-    let (delegation_id, created) = delegations::create(Creation {
-        subject: &user.subject,
-        client_id: &client.spec.client_id,
-        scopes: &issue::granted(decision),
-        authorization_details: &Value::Null,
-        auth,
-        grant_type: grant.name(),
-        audience: &decision.audience,
-        now,
-    });
+    let (delegation_id, created) = new_delegation(client, user, grant, auth, decision, now);
     let (mut response, access) = prepare_access_token(
         app,
         policy,
@@ -186,6 +177,56 @@ pub async fn record(
     }
     super::record(app, append).await?;
     Ok(response)
+}
+
+/// Records a new delegation for a token exchange with the user absent: the delegation and the access
+/// token (with whoever acts, and what was exchanged, in its record), never a refresh token.
+pub async fn record_exchange(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    user: &User,
+    decision: &Decision,
+    exchanged: Exchanged,
+    now: UnixSeconds,
+) -> Result<TokenResponse, OAuthError> {
+    let grant = GrantType::TokenExchange;
+    let (delegation_id, created) =
+        new_delegation(client, user, grant, &AuthContext::default(), decision, now);
+    let (response, access) = prepare_exchanged_token(
+        app,
+        policy,
+        client,
+        &user.subject,
+        grant,
+        decision,
+        Some(delegation_id),
+        exchanged,
+    )
+    .await?;
+    super::record(app, created.and(access)).await?;
+    Ok(response)
+}
+
+/// The delegation a decision with the user absent makes: its id and the append creating it.
+fn new_delegation(
+    client: &Client,
+    user: &User,
+    grant: GrantType,
+    auth: &AuthContext,
+    decision: &Decision,
+    now: UnixSeconds,
+) -> (String, AppendRequest) {
+    delegations::create(Creation {
+        subject: &user.subject,
+        client_id: &client.spec.client_id,
+        scopes: &issue::granted(decision),
+        authorization_details: &Value::Null,
+        auth,
+        grant_type: grant.name(),
+        audience: &decision.audience,
+        now,
+    })
 }
 
 #[cfg(test)]

@@ -50,8 +50,8 @@ pub enum TokenExchangeGrant {
     TokenExchange,
 }
 
-/// A token type this server reads as a subject token (RFC 8693 §3). The `jwt` type is refused
-/// (`invalid_request`) until foreign issuers are trusted.
+/// A token type this server reads as a subject token (RFC 8693 §3); `jwt` is a token of a trusted
+/// issuer.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub enum SubjectTokenType {
