@@ -72,27 +72,7 @@ const URN: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 async fn authlib_gets_a_token_with_a_jwt_bearer_assertion(db: TestDb) {
     let key = IssuerKey::new("partner-1");
-    let config = format!(
-        r#"
-admin_token = "admin-token-admin-token-admin-token-0123"
-default_audience = "https://api.example"
-[[scopes]]
-name = "profile"
-description = "See your profile"
-default = true
-[[scopes]]
-name = "admin"
-description = "Administer"
-[[trusted_issuers]]
-issuer = "{ISS}"
-subjects = "all"
-subject_mapping = {{ by = "username" }}
-scopes = ["profile"]
-jwks = {}
-"#,
-        toml_inline(&jwks(&[&key]))
-    );
-    let s = TestServer::start(&db, &config).await;
+    let s = TestServer::start(&db, &partner_config(&key)).await;
     let secret = register_app(
         &s,
         "partner",
@@ -140,4 +120,81 @@ jwks = {}
     assert_eq!(nobody.output["error"], "invalid_grant", "{}", nobody.output);
 }
 
-on_both_stores!(authlib_gets_a_token_with_a_jwt_bearer_assertion);
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The partner issuer trusted for every user by username, for `profile` only.
+fn partner_config(key: &IssuerKey) -> String {
+    format!(
+        r#"
+admin_token = "admin-token-admin-token-admin-token-0123"
+default_audience = "https://api.example"
+[[scopes]]
+name = "profile"
+description = "See your profile"
+default = true
+[[scopes]]
+name = "admin"
+description = "Administer"
+[[trusted_issuers]]
+issuer = "{ISS}"
+subjects = "all"
+subject_mapping = {{ by = "username" }}
+scopes = ["profile"]
+jwks = {}
+"#,
+        toml_inline(&jwks(&[key]))
+    )
+}
+
+async fn authlib_exchanges_a_partners_token_for_one_of_this_servers(db: TestDb) {
+    let key = IssuerKey::new("partner-1");
+    let s = TestServer::start(&db, &partner_config(&key)).await;
+    let secret = register_app(
+        &s,
+        "gateway",
+        &["profile", "admin"],
+        json!({"grant_types": [EXCHANGE], "token_exchange": {"impersonation": true}}),
+    )
+    .await;
+    let ann = add_user(&s, "ann", "correct horse battery", json!({})).await;
+    let now = s.now();
+    let partner_token = key.sign(&json!({
+        "iss": ISS, "sub": "ann", "aud": format!("{}/token", s.base), "iat": now, "exp": now + 60,
+        "jti": "partner-session-1",
+    }));
+    let args = [
+        &s.base,
+        "gateway",
+        &secret,
+        &partner_token,
+        JWT_TYPE,
+        "profile admin",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+
+    let Some(run) = run_stock_client("token_exchange.py", args.clone()).await else {
+        return;
+    };
+    assert!(run.ok, "{}", run.output);
+    assert_eq!(
+        run.output["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    // The partner bounds the scopes, and ann is who the token is about
+    assert_eq!(run.output["scope"], "profile");
+    let token = claims(run.output["access_token"].as_str().unwrap());
+    assert_eq!(token["sub"], ann.subject);
+    assert_eq!(token["client_id"], "gateway");
+
+    // The same partner token again: the client sees invalid_grant
+    let again = run_stock_client("token_exchange.py", args).await.unwrap();
+    assert!(!again.ok);
+    assert_eq!(again.output["error"], "invalid_grant", "{}", again.output);
+}
+
+on_both_stores!(
+    authlib_gets_a_token_with_a_jwt_bearer_assertion,
+    authlib_exchanges_a_partners_token_for_one_of_this_servers,
+);
