@@ -44,7 +44,8 @@ pub enum BenchCommand {
         concurrency: Vec<u64>,
     },
     /// Every grant a machine can drive, side by side in one run at one concurrency: `client_credentials`,
-    /// then each other grant as a ratio of it (token exchange of an access token).
+    /// then each other grant as a ratio of it (token exchange of an access token, JWT bearer assertions of
+    /// a trusted issuer).
     Grants {
         /// Token requests per grant.
         #[arg(long, default_value_t = 20_000)]
@@ -212,20 +213,20 @@ struct BenchServer {
 impl BenchServer {
     /// Registers a client that may use `grant_types` and serves the router.
     async fn start(store: Arc<dyn EventStore>, grant_types: &[&str]) -> Result<BenchServer, CliError> {
-        Self::start_with(store, grant_types, |_| {}).await
+        Self::start_with(store, grant_types, |_, _| {}).await
     }
 
-    /// [`BenchServer::start`], with the client's registration adjusted by `adjust`.
+    /// [`BenchServer::start`], with the configuration and the client's registration adjusted by `adjust`.
     async fn start_with(
         store: Arc<dyn EventStore>,
         grant_types: &[&str],
-        adjust: impl FnOnce(&mut projections::event::ClientSpec),
+        adjust: impl FnOnce(&mut crate::config::Config, &mut projections::event::ClientSpec),
     ) -> Result<BenchServer, CliError> {
         use crate::config::{Config, ScopeConfig};
         let keys = std::env::temp_dir().join(format!("consent-ledger-bench-keys-{}", crate::ids::id()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let config = Config {
+        let mut config = Config {
             issuer: base.clone(),
             key_dir: keys.clone(),
             scopes: vec![ScopeConfig {
@@ -245,13 +246,14 @@ impl BenchServer {
             grant_types: grant_types.iter().map(|g| (*g).to_owned()).collect(),
             ..spec
         };
-        adjust(&mut spec);
+        adjust(&mut config, &mut spec);
         let now = store.clock().now();
         store.append(crate::clients::register(None, spec, now)?).await?;
         let app = Arc::new(crate::app::App::new(store, config)?);
         app.publish_policy(&app.policy(), now)
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
+        app.record_trusted_issuers(now).await?;
         // A fresh key whose private half is in this run's directory, whatever an earlier run left.
         app.keys.rotate(app.store.as_ref(), now).await?;
         let router = crate::http::router(app.clone());
@@ -654,13 +656,24 @@ type Forms = Vec<Vec<(String, String)>>;
 async fn grants(store: Arc<dyn EventStore>, count: u64, concurrency: u64) -> Result<Vec<String>, CliError> {
     use crate::grants::GrantType;
     let exchange = GrantType::TokenExchange.name();
-    let bench = BenchServer::start_with(store, &["client_credentials", exchange], |spec| {
-        spec.token_exchange = Some(projections::event::TokenExchangeSettings {
-            impersonation: true,
-            ..Default::default()
-        });
-    })
+    let bearer = GrantType::JwtBearer.name();
+    let issuer = AssertionIssuer::new()?;
+    let bench = BenchServer::start_with(
+        store,
+        &["client_credentials", exchange, bearer],
+        |config, spec| {
+            config.trusted_issuers.push(issuer.config());
+            spec.token_exchange = Some(projections::event::TokenExchangeSettings {
+                impersonation: true,
+                ..Default::default()
+            });
+        },
+    )
     .await?;
+    let now = bench.app.now();
+    crate::users::add(bench.app.store.as_ref(), BENCH_USER, serde_json::Value::Null, now)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         pairs
             .iter()
@@ -684,22 +697,92 @@ async fn grants(store: Arc<dyn EventStore>, count: u64, concurrency: u64) -> Res
             ])
         })
         .collect();
+    // Assertions are signed before the clock starts: the issuer's signing is not this server's work.
+    let audience = format!("{}/token", bench.base);
+    let assertions: Forms = (0..count)
+        .map(|_| {
+            let jwt = issuer.sign(&audience, bench.app.now())?;
+            Ok(form(&[("grant_type", bearer), ("assertion", &jwt)]))
+        })
+        .collect::<Result<_, CliError>>()?;
     // A warm-up, then each grant in turn.
     load_forms(&bench, cc.iter().take(2_000).cloned().collect(), concurrency).await?;
     let base = load_forms(&bench, cc, concurrency).await?;
     let exchanged = load_forms(&bench, exchanges, concurrency).await?;
+    let asserted = load_forms(&bench, assertions, concurrency).await?;
     bench.stop();
+    let ratio = |r: &Report| format!("({:.2} of client_credentials)", r.rate() / base.rate());
     Ok(vec![
         format!(
             "client_credentials concurrency {concurrency}: {}",
             base.as_tokens()
         ),
         format!(
-            "token-exchange concurrency {concurrency}: {} ({:.2} of client_credentials)",
+            "token-exchange concurrency {concurrency}: {} {}",
             exchanged.as_tokens(),
-            exchanged.rate() / base.rate()
+            ratio(&exchanged)
+        ),
+        format!(
+            "jwt-bearer concurrency {concurrency}: {} {}",
+            asserted.as_tokens(),
+            ratio(&asserted)
         ),
     ])
+}
+
+/// The user the benchmark's assertions name.
+const BENCH_USER: &str = "bench-user";
+
+/// A trusted issuer for the JWT bearer grant: an ES256 key of its own, trusted inline.
+struct AssertionIssuer {
+    issuer: String,
+    encoding: jsonwebtoken::EncodingKey,
+    jwk: serde_json::Value,
+}
+
+impl AssertionIssuer {
+    fn new() -> Result<AssertionIssuer, CliError> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        use jsonwebtoken::{Algorithm, EncodingKey, jwk::Jwk};
+        let failed = |e: String| CliError::Usage(format!("the benchmark issuer's key: {e}"));
+        let pair =
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|e| failed(e.to_string()))?;
+        let pkcs8 = pair.to_pkcs8v1().map_err(|e| failed(e.to_string()))?;
+        let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut jwk =
+            Jwk::from_encoding_key(&encoding, Algorithm::ES256).map_err(|e| failed(e.to_string()))?;
+        jwk.common.key_id = Some("bench".into());
+        Ok(AssertionIssuer {
+            issuer: format!("https://bench-issuer-{}.example", crate::ids::id()),
+            encoding,
+            jwk: serde_json::to_value(&jwk).map_err(|e| failed(e.to_string()))?,
+        })
+    }
+
+    /// Trusted for the benchmark user only, by username, for the benchmark scope.
+    fn config(&self) -> crate::trust::issuers::TrustedIssuerConfig {
+        crate::trust::issuers::TrustedIssuerConfig {
+            issuer: self.issuer.clone(),
+            jwks: Some(serde_json::json!({ "keys": [self.jwk] })),
+            jwks_uri: None,
+            subjects: crate::trust::issuers::SubjectsConfig::List(vec![BENCH_USER.into()]),
+            subject_mapping: projections::event::SubjectMapping::Username,
+            scopes: vec!["messages:read".into()],
+            max_assertion_lifetime_seconds: 300,
+            algorithms: vec!["ES256".into()],
+        }
+    }
+
+    /// An assertion about the benchmark user for `audience`, with a `jti` of its own.
+    fn sign(&self, audience: &str, now: projections::event::UnixSeconds) -> Result<String, CliError> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("bench".into());
+        let claims = serde_json::json!({
+            "iss": self.issuer, "sub": BENCH_USER, "aud": audience,
+            "iat": now, "exp": now + 240, "jti": crate::ids::id(),
+        });
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| CliError::Usage(e.to_string()))
+    }
 }
 
 /// A `client_credentials` access token of the benchmark client.
