@@ -671,7 +671,7 @@ async fn grants(store: Arc<dyn EventStore>, count: u64, concurrency: u64) -> Res
     )
     .await?;
     let now = bench.app.now();
-    crate::users::add(bench.app.store.as_ref(), BENCH_USER, serde_json::Value::Null, now)
+    crate::users::add(bench.app.store.as_ref(), BENCH_USER, serde_json::json!({}), now)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let form = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {

@@ -10,7 +10,7 @@ use projections::chain::{self, Link};
 use projections::{LedgerState, RecordedEvent, RowWrite, Touched};
 
 use super::{
-    APPEND_EVENTS_MAX, AppendError, AppendRequest, AppendResult, ExpectedVersion, Head, StoreError,
+    APPEND_EVENTS_MAX, AppendError, AppendRequest, AppendResult, Claim, ExpectedVersion, Head, StoreError,
     StoredEvent,
 };
 
@@ -18,6 +18,8 @@ use super::{
 pub const STREAM_ID_LEN_MAX: usize = 200;
 /// Longest idempotency key accepted.
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 200;
+/// Longest claimed key accepted: an issuer and a `jti` fit many times over (form bodies are smaller).
+pub const CLAIM_KEY_LEN_MAX: usize = 4096;
 
 /// The outcome of planning one group commit.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub struct Plan {
     pub results: Vec<Result<AppendResult, AppendError>>,
     /// Idempotency keys to remember with their results.
     pub new_keys: Vec<(String, AppendResult)>,
+    /// Keys the accepted requests claim, each once.
+    pub new_claims: Vec<Claim>,
     /// The head after the batch.
     pub head: Head,
 }
@@ -57,10 +61,25 @@ pub fn keys(requests: &[AppendRequest]) -> Vec<&str> {
     set.into_iter().collect()
 }
 
+/// Every key a batch claims, for the lookup of those already taken, and the earliest instant any is
+/// judged at: claims expired before it concern nobody in the batch and may be deleted.
+pub fn claim_keys(requests: &[AppendRequest]) -> (Vec<&str>, Option<i64>) {
+    let claims = requests.iter().flat_map(|r| r.claims.iter());
+    let set: BTreeSet<&str> = claims.clone().map(|c| c.key.as_str()).collect();
+    (set.into_iter().collect(), claims.map(|c| c.now).min())
+}
+
 fn validate(request: &AppendRequest) -> Result<(), AppendError> {
     let invalid = |m: String| Err(AppendError::Invalid(m));
-    if request.events.is_empty() {
-        return invalid("an append needs at least one event".into());
+    if request.events.is_empty() && request.claims.is_empty() {
+        return invalid("an append needs at least one event or claim".into());
+    }
+    if request
+        .claims
+        .iter()
+        .any(|c| c.key.is_empty() || c.key.len() > CLAIM_KEY_LEN_MAX)
+    {
+        return invalid(format!("claimed keys are 1 to {CLAIM_KEY_LEN_MAX} bytes"));
     }
     if request.events.len() > APPEND_EVENTS_MAX {
         return invalid(format!("an append carries at most {APPEND_EVENTS_MAX} events"));
@@ -102,17 +121,20 @@ fn check(expected: ExpectedVersion, actual: Option<u64>) -> bool {
 /// Plans one group commit.
 ///
 /// `versions` holds the last version of every existing stream the batch names; `known_keys` the stored
-/// results of idempotency keys already used. Requests are judged in order, each against the state the
-/// accepted requests before it leave, so a refused request writes nothing and never blocks the others.
+/// results of idempotency keys already used; `claimed` the expiry of each claimed key stored.
+/// Requests are judged in order, each against the state the accepted requests before it leave, so a
+/// refused request writes nothing and never blocks the others.
 pub fn plan(
     head: &Head,
     versions: &BTreeMap<String, u64>,
     known_keys: &BTreeMap<String, AppendResult>,
+    claimed: &BTreeMap<String, i64>,
     requests: &[AppendRequest],
     now_micros: i64,
 ) -> Result<Plan, StoreError> {
     let mut versions = versions.clone();
     let mut keys = known_keys.clone();
+    let mut claimed = claimed.clone();
     let mut prev = chain::parse_hash(&head.hash)
         .ok_or_else(|| StoreError::Corrupt(format!("ledger head hash {:?} is not a hash", head.hash)))?;
     let mut position = head.position;
@@ -123,6 +145,7 @@ pub fn plan(
         recorded: Vec::new(),
         results: Vec::with_capacity(requests.len()),
         new_keys: Vec::new(),
+        new_claims: Vec::new(),
         head: head.clone(),
     };
 
@@ -148,6 +171,11 @@ pub fn plan(
                 expected: x.expected,
                 actual: versions.get(&x.stream_id).copied(),
             }));
+            continue;
+        }
+        let taken = |c: &&Claim| claimed.get(&c.key).is_some_and(|until| *until >= c.now);
+        if let Some(c) = request.claims.iter().find(taken) {
+            out.results.push(Err(AppendError::Claimed { key: c.key.clone() }));
             continue;
         }
         let metadata = match serde_json::to_value(&request.metadata) {
@@ -224,6 +252,11 @@ pub fn plan(
             keys.insert(key.clone(), result.clone());
             out.new_keys.push((key.clone(), result.clone()));
         }
+        for c in &request.claims {
+            claimed.insert(c.key.clone(), c.expires_at);
+            out.new_claims.retain(|n| n.key != c.key);
+            out.new_claims.push(c.clone());
+        }
         out.results.push(Ok(result));
     }
 
@@ -298,7 +331,15 @@ mod tests {
             req("a", ExpectedVersion::Exact(2), 1),
             req("b", ExpectedVersion::Exact(7), 1),
         ];
-        let plan = plan(&genesis(), &BTreeMap::new(), &BTreeMap::new(), &requests, 10).unwrap();
+        let plan = plan(
+            &genesis(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &requests,
+            10,
+        )
+        .unwrap();
         assert!(matches!(
             plan.results[0],
             Ok(AppendResult {
@@ -332,7 +373,15 @@ mod tests {
     #[test]
     fn a_multi_stream_append_is_refused_whole_when_one_stream_conflicts() {
         let both = req("a", ExpectedVersion::Any, 1).and(req("b", ExpectedVersion::Exact(1), 1));
-        let plan = plan(&genesis(), &BTreeMap::new(), &BTreeMap::new(), &[both], 10).unwrap();
+        let plan = plan(
+            &genesis(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &[both],
+            10,
+        )
+        .unwrap();
         assert!(plan.events.is_empty());
         assert!(matches!(&plan.results[0], Err(AppendError::Conflict { stream_id, .. }) if stream_id == "b"));
         assert_eq!(plan.head, genesis());
@@ -344,6 +393,7 @@ mod tests {
         first.idempotency_key = Some("k".into());
         let plan = plan(
             &genesis(),
+            &BTreeMap::new(),
             &BTreeMap::new(),
             &BTreeMap::new(),
             &[first.clone(), first],
@@ -380,11 +430,13 @@ mod tests {
             ],
             metadata: Metadata::default(),
             idempotency_key: None,
+            claims: vec![],
         };
         let long = req(&"x".repeat(STREAM_ID_LEN_MAX + 1), ExpectedVersion::Any, 1);
         let ok = req("b", ExpectedVersion::Any, 1);
         let plan = plan(
             &genesis(),
+            &BTreeMap::new(),
             &BTreeMap::new(),
             &BTreeMap::new(),
             &[empty, dup, long, ok],
@@ -408,10 +460,55 @@ mod tests {
             &head,
             &BTreeMap::new(),
             &BTreeMap::new(),
+            &BTreeMap::new(),
             &[req("a", ExpectedVersion::Any, 1)],
             10,
         )
         .unwrap();
         assert_eq!(plan.events[0].recorded_at, 500);
+    }
+
+    fn claim(key: &str, expires_at: i64, now: i64) -> AppendRequest {
+        AppendRequest::claiming(key, expires_at, now)
+    }
+
+    #[test]
+    fn a_key_is_claimed_once_until_it_expires_even_within_one_batch() {
+        // Given "old" stored until 100 and "live" until 200, when a batch claims at 150
+        let stored = BTreeMap::from([("old".to_owned(), 100), ("live".to_owned(), 200)]);
+        let mut with_event = req("a", ExpectedVersion::Any, 1);
+        with_event.claims = claim("live", 300, 150).claims;
+        let requests = [
+            claim("old", 300, 150),
+            claim("live", 300, 150),
+            claim("new", 300, 150),
+            claim("new", 300, 150),
+            with_event,
+        ];
+        let plan = plan(
+            &genesis(),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &stored,
+            &requests,
+            10,
+        )
+        .unwrap();
+        let taken = |i: usize| matches!(&plan.results[i], Err(AppendError::Claimed { .. }));
+        // then the expired key is free again, the live one is refused, a key is claimed once per batch,
+        // and a refused claim refuses its events too
+        assert!(plan.results[0].is_ok());
+        assert!(taken(1));
+        assert!(plan.results[2].is_ok());
+        assert!(taken(3));
+        assert!(taken(4));
+        assert!(plan.events.is_empty());
+        let claimed: Vec<(&str, i64)> = plan
+            .new_claims
+            .iter()
+            .map(|c| (c.key.as_str(), c.expires_at))
+            .collect();
+        assert_eq!(claimed, [("old", 300), ("new", 300)]);
+        assert_eq!(plan.head, genesis(), "claims alone move nothing in the ledger");
     }
 }

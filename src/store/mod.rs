@@ -68,6 +68,19 @@ pub struct AppendRequest {
     pub metadata: Metadata,
     /// A retry with the same key returns the first attempt's result and writes nothing.
     pub idempotency_key: Option<String>,
+    /// Keys used once, taken in the same transaction: the append is refused when one is taken.
+    pub claims: Vec<Claim>,
+}
+
+/// A key an append uses once (an assertion's or a proof's `jti`): refused to every later append until
+/// it expires. Kept off the ledger and deleted after expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key: String,
+    /// Unix seconds after which the key may be used again (nothing bearing it is valid by then).
+    pub expires_at: i64,
+    /// The instant the claim is judged at: a key whose earlier claim expired before it is free.
+    pub now: i64,
 }
 
 impl AppendRequest {
@@ -99,6 +112,19 @@ impl AppendRequest {
         self.metadata = metadata;
         self
     }
+
+    /// An append that writes no event and only takes `key` until `expires_at`: group-committed with
+    /// the batch it joins, so a claim costs no transaction of its own.
+    pub fn claiming(key: &str, expires_at: i64, now: i64) -> Self {
+        AppendRequest {
+            claims: vec![Claim {
+                key: key.to_owned(),
+                expires_at,
+                now,
+            }],
+            ..Self::default()
+        }
+    }
 }
 
 /// What an accepted append wrote.
@@ -125,6 +151,9 @@ pub enum AppendError {
     /// The request itself is malformed; retrying it cannot succeed.
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// A key the append claims was taken before and has not expired.
+    #[error("{key} was already used")]
+    Claimed { key: String },
     /// An event was sent to a stream other than its own ([`projections::Event::stream_id`]).
     #[error("a {event_type} belongs to stream {belongs_to}, not {stream_id}")]
     WrongStream {
@@ -372,6 +401,17 @@ pub trait OffLedger: Send + Sync {
     ) -> Result<String, StoreError>;
 }
 
+/// A store's database connections at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// Open now, idle or in use.
+    pub open: u32,
+    /// Open and waiting for work.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 /// The contract every backend meets; the same test bodies run against each.
 #[async_trait]
 pub trait EventStore: OffLedger {
@@ -408,6 +448,11 @@ pub trait EventStore: OffLedger {
 
     /// Stops accepting appends and waits for the writer to flush what it holds.
     async fn close(&self);
+
+    /// The database connections this store holds now.
+    fn connections(&self) -> Connections {
+        Connections::default()
+    }
 
     /// Events from `position` on, read page by page until the end of the log.
     fn stream_from(&self, position: u64) -> EventStream<'_> {

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use super::migrations::{self, Dialect};
 use super::sql::{SqlStore, head_of};
 use super::writer::{Backend, LedgerTx, Writer};
-use super::{AppendResult, Head, StoreError, StoredEvent, position, table_name};
+use super::{AppendResult, Claim, Head, StoreError, StoredEvent, position, table_name};
 use crate::clock::ClockRef;
 
 /// The ledger in a PostgreSQL database.
@@ -145,6 +145,31 @@ impl LedgerTx for PgTx {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode an append result: {e}")))?,
         )
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn claimed(&mut self, keys: &[&str], now: i64) -> Result<BTreeMap<String, i64>, StoreError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *self.0)
+            .await?;
+        let taken: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key, expires_at FROM used_assertions WHERE key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&mut *self.0)
+                .await?;
+        Ok(taken.into_iter().collect())
+    }
+
+    async fn insert_claims(&mut self, claims: &[Claim]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO used_assertions (key, expires_at) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(claims.iter().map(|c| c.key.as_str()).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.expires_at).collect::<Vec<_>>())
         .execute(&mut *self.0)
         .await?;
         Ok(())

@@ -76,12 +76,24 @@ where
     for<'q> String: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError> {
+    async fn append(&self, mut request: AppendRequest) -> Result<AppendResult, AppendError> {
+        // Read here, on the request's task: the writer that commits runs on its own.
+        if request.metadata.request_id.is_none() {
+            request.metadata.request_id = crate::telemetry::request_id();
+        }
         self.writer.append(request).await
     }
 
     fn clock(&self) -> crate::clock::ClockRef {
         self.clock.clone()
+    }
+
+    fn connections(&self) -> super::Connections {
+        super::Connections {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
@@ -207,19 +219,18 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn claim_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO used_assertions (key, expires_at) VALUES ($1, $2) \
-             ON CONFLICT (key) DO NOTHING RETURNING key",
-        )
-        .bind(key)
-        .bind(expires_at)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(inserted.is_some())
+        // Through the writer: the claim joins the next group commit instead of paying a transaction
+        // (and an fsync) of its own.
+        match self
+            .writer
+            .append(AppendRequest::claiming(key, expires_at, now))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(AppendError::Claimed { .. }) => Ok(false),
+            Err(AppendError::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::CommitFailed(other.to_string())),
+        }
     }
 
     async fn off_ledger_put(

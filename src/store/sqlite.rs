@@ -19,7 +19,7 @@ use super::migrations::{self, Dialect};
 use super::row_reader::RowReader;
 use super::sql::{SqlStore, head_of};
 use super::writer::{Backend, LedgerTx, Writer};
-use super::{AppendResult, Head, StoreError, StoredEvent, json_list, position, table_name};
+use super::{AppendResult, Claim, Head, StoreError, StoredEvent, json_list, position, table_name};
 use crate::clock::ClockRef;
 
 /// The ledger in a SQLite file.
@@ -165,6 +165,32 @@ impl LedgerTx for SqliteTx {
             .map_err(|e| StoreError::Corrupt(format!("cannot encode an append result: {e}")))?;
         sqlx::query(
             "INSERT INTO idempotency_keys (key, result) SELECT value ->> 0, value ->> 1 FROM json_each(?1)",
+        )
+        .bind(json_list(&rows)?)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn claimed(&mut self, keys: &[&str], now: i64) -> Result<BTreeMap<String, i64>, StoreError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?1")
+            .bind(now)
+            .execute(&mut *self.0)
+            .await?;
+        let taken: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT key, expires_at FROM used_assertions WHERE key IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_list(keys)?)
+        .fetch_all(&mut *self.0)
+        .await?;
+        Ok(taken.into_iter().collect())
+    }
+
+    async fn insert_claims(&mut self, claims: &[Claim]) -> Result<(), StoreError> {
+        let rows: Vec<_> = claims.iter().map(|c| json!([c.key, c.expires_at])).collect();
+        sqlx::query(
+            "INSERT INTO used_assertions (key, expires_at) SELECT value ->> 0, value ->> 1 FROM json_each(?1) \
+             WHERE true ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at",
         )
         .bind(json_list(&rows)?)
         .execute(&mut *self.0)

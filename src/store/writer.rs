@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::batch;
-use super::{AppendError, AppendRequest, AppendResult, BATCH_EVENTS_MAX, Head, StoreError, StoredEvent};
+use super::{
+    AppendError, AppendRequest, AppendResult, BATCH_EVENTS_MAX, Claim, Head, StoreError, StoredEvent,
+};
 use crate::clock::ClockRef;
 
 /// Appends that may wait for the writer before callers are slowed down.
@@ -60,6 +62,15 @@ pub(crate) trait LedgerTx: Send {
         &mut self,
         keys: &[(String, AppendResult)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the claims expired before `now` (Unix seconds), then answers the expiry of each of
+    /// `keys` that is stored.
+    fn claimed(
+        &mut self,
+        keys: &[&str],
+        now: i64,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, StoreError>> + Send;
+    /// Stores each claim, replacing an expired one of the same key.
+    fn insert_claims(&mut self, claims: &[Claim]) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn set_head(&mut self, head: &Head) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -85,9 +96,16 @@ pub(crate) async fn commit_batch<B: Backend>(
     } else {
         tx.known_keys(&keys).await?
     };
-    let plan = batch::plan(&head, &versions, &known, requests, now_micros)?;
+    let claimed = match batch::claim_keys(requests) {
+        (keys, Some(earliest)) => tx.claimed(&keys, earliest).await?,
+        _ => BTreeMap::new(),
+    };
+    let plan = batch::plan(&head, &versions, &known, &claimed, requests, now_micros)?;
+    if !plan.new_claims.is_empty() {
+        tx.insert_claims(&plan.new_claims).await?;
+    }
     if plan.events.is_empty() {
-        // Nothing accepted: release the lock without writing.
+        // No event accepted: release the lock, keeping only the claims.
         tx.commit().await?;
         return Ok(plan.results);
     }
