@@ -28,8 +28,33 @@ pub struct Cli {
     /// Configuration file (TOML); ./consent-ledger.toml is read when present.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Log lines as text for people, or as one JSON object per line for a log pipeline.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Sends the process's log lines to standard error in `format`; the filter is `RUST_LOG`'s, by default
+/// `info` with sqlx's per-statement lines left out. Every line logged while a request is handled carries
+/// its `request` span (id, method, path).
+pub fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 /// The commands.

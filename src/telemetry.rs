@@ -57,3 +57,18 @@ pub fn render() -> String {
 pub fn stopwatch() -> Instant {
     Instant::now()
 }
+
+tokio::task_local! {
+    /// The id of the request whose handler is running (`http/request_id.rs` sets it).
+    static REQUEST_ID: String;
+}
+
+/// Runs `work` as part of the request `id`: its appends record the id, its log lines carry it.
+pub async fn in_request<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// The id of the request this code runs for, if it runs for one.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}

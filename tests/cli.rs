@@ -133,6 +133,75 @@ impl Drop for Server {
     }
 }
 
+/// Waits until the server at `base` answers `/readyz`.
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server at {base} did not become ready");
+}
+
+/// A free loopback address to serve on.
+fn free_bind() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `--log-format json`: every line a log pipeline reads is one JSON object, and a request's lines carry
+/// its `X-Request-Id`.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let bind = free_bind();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
+        .current_dir(dir.path())
+        .args(["--log-format", "json", "serve", "--bind", &bind])
+        .env_remove("DATABASE_URL")
+        .env_remove("ISSUER")
+        .env_remove("BIND")
+        .env("RUST_LOG", "info,consent_ledger=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{bind}");
+    wait_ready(&http, &base).await;
+    let r = http
+        .get(format!("{base}/healthz"))
+        .header("X-Request-Id", "support-ticket-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "support-ticket-7");
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "listening"),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["id"] == "support-ticket-7" && l["fields"]["status"] == 200),
+        "{logs}"
+    );
+}
+
 /// The README's quick start, step by step, in a fresh directory: serve with the example configuration,
 /// register a client with the scope it declares, and get a token for it. Only the port differs.
 #[tokio::test]
@@ -155,12 +224,7 @@ async fn the_readme_quick_start_ends_in_a_token() {
             "the README no longer says {step:?}; keep this test in step"
         );
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bind = format!("127.0.0.1:{port}");
+    let bind = free_bind();
     let _server = Server(
         Command::new(env!("CARGO_BIN_EXE_consent-ledger"))
             .current_dir(dir.path())
@@ -175,17 +239,7 @@ async fn the_readme_quick_start_ends_in_a_token() {
     );
     let http = reqwest::Client::new();
     let base = format!("http://{bind}");
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the server did not become ready");
+    wait_ready(&http, &base).await;
 
     let (ok, out, err) = run(
         dir.path(),

@@ -89,6 +89,11 @@ async fn metrics_need_a_token_and_count_tokens_requests_and_commits(db: TestDb) 
     );
     let head = s.app.store.head().await.unwrap().position as f64;
     assert_eq!(value(&after, "ledger_head_position"), head, "{after}");
+    // The database pool: its maximum, and the connections open (idle or in use) within it
+    let max = value(&after, "db_pool_connections_max");
+    let open = value(&after, "db_pool_connections{state=\"idle\"}")
+        + value(&after, "db_pool_connections{state=\"in_use\"}");
+    assert!(max >= 1.0 && (1.0..=max).contains(&open), "{after}");
     // Nothing secret: the client secret and tokens never appear
     assert!(!after.contains(&secret));
 }

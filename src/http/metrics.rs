@@ -47,6 +47,11 @@ pub async fn metrics(State(app): State<AppRef>, headers: HeaderMap) -> Response 
     if let Ok(head) = app.store.head().await {
         metrics::gauge!("ledger_head_position").set(head.position as f64);
     }
+    let pool = app.store.connections();
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(f64::from(pool.open.saturating_sub(pool.idle)));
+    metrics::gauge!("db_pool_connections_max").set(f64::from(pool.max));
     let mut r = crate::telemetry::render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -14,6 +14,7 @@ mod login;
 mod metrics;
 pub mod openapi;
 mod rate_limit;
+mod request_id;
 mod revoke;
 pub(crate) mod sign_in;
 mod token;
@@ -83,6 +84,8 @@ pub fn router(app: AppRef) -> Router {
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::Extension(BodyLimit(body_max)))
+        // Outermost: every answer, a 404 or a refused body included, carries the request's id.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
 }
 
