@@ -11,14 +11,14 @@ use projections::clients::Client;
 use projections::devices::{DeviceAuthorization, DeviceStatus};
 use projections::event::{DeviceCodeRedeemed, UnixSeconds, V1};
 use projections::users::User;
-use serde::{Deserialize, Serialize};
 
+use super::pace::{self, Pace};
 use super::refresh::{self, Minting};
 use super::{GrantType, TokenResponse, prepare_access_token};
 use crate::app::App;
 use crate::authorize::issue;
 use crate::delegations::{self, Creation};
-use crate::device::{self, SLOW_DOWN_SECONDS};
+use crate::device;
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
@@ -28,13 +28,6 @@ use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
 
 /// Where each device's poll pace is kept off the ledger.
 const PACE_NAMESPACE: &str = "device-pace";
-
-/// How a device has been polling: when it last polled and the interval it must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pace {
-    pub last_poll: UnixSeconds,
-    pub interval: i64,
-}
 
 /// What a poll is decided on, read before deciding.
 #[derive(Debug, Clone, Default)]
@@ -92,25 +85,7 @@ pub fn decide(policy: &Policy, client: &Client, facts: &Facts, now: UnixSeconds)
     }
     let (subject, auth, scopes, audience) = match &device.status {
         DeviceStatus::Pending => {
-            let (pace, answer) = match facts.pace {
-                Some(p) if now - p.last_poll < p.interval => (
-                    Pace {
-                        last_poll: now,
-                        interval: p.interval + SLOW_DOWN_SECONDS,
-                    },
-                    OAuthError::SlowDown(format!(
-                        "poll at most every {} seconds",
-                        p.interval + SLOW_DOWN_SECONDS
-                    )),
-                ),
-                p => (
-                    Pace {
-                        last_poll: now,
-                        interval: p.map_or(device.interval, |p| p.interval),
-                    },
-                    OAuthError::AuthorizationPending("the user has not answered yet".into()),
-                ),
-            };
+            let (pace, answer) = pace::pending(facts.pace, device.interval, now);
             return Polled {
                 answer: Err(answer),
                 pace: Some(pace),
