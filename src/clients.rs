@@ -446,6 +446,69 @@ mod tests {
     }
 
     #[test]
+    fn ciba_settings_name_poll_or_ping_and_a_ping_endpoint_clients_can_be_reached_at() {
+        use BackchannelDeliveryMode::{Ping, Poll};
+        let ciba = crate::grants::ciba::GRANT_TYPE;
+        let spec =
+            |grants: &[&str], mode: Option<BackchannelDeliveryMode>, endpoint: Option<&str>| ClientSpec {
+                client_id: "bank".into(),
+                name: "Bank".into(),
+                grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                backchannel_token_delivery_mode: mode,
+                backchannel_client_notification_endpoint: endpoint.map(str::to_owned),
+                ..ClientSpec::default()
+            };
+        assert_eq!(validate(&spec(&[ciba], Some(Poll), None)), Ok(()));
+        for ok in [
+            "https://bank.example/ciba",
+            "http://127.0.0.1:8443/cb",
+            "http://[::1]/cb",
+            "http://localhost/cb",
+        ] {
+            assert_eq!(validate(&spec(&[ciba], Some(Ping), Some(ok))), Ok(()), "{ok}");
+        }
+        for (why, bad) in [
+            ("the grant without a mode", spec(&[ciba], None, None)),
+            ("a mode without the grant", spec(&[], Some(Poll), None)),
+            (
+                "an endpoint without the grant",
+                spec(&[], None, Some("https://b.example/cb")),
+            ),
+            ("ping without an endpoint", spec(&[ciba], Some(Ping), None)),
+            (
+                "poll with an endpoint",
+                spec(&[ciba], Some(Poll), Some("https://b.example/cb")),
+            ),
+            (
+                "plain http elsewhere",
+                spec(&[ciba], Some(Ping), Some("http://b.example/cb")),
+            ),
+            (
+                "a fragment",
+                spec(&[ciba], Some(Ping), Some("https://b.example/cb#x")),
+            ),
+            (
+                "user information",
+                spec(&[ciba], Some(Ping), Some("https://u:p@b.example/cb")),
+            ),
+            ("not a URL", spec(&[ciba], Some(Ping), Some("/cb"))),
+        ] {
+            assert!(validate(&bad).is_err(), "{why}");
+        }
+        let public = ClientSpec {
+            token_endpoint_auth_method: "none".into(),
+            ..spec(&[ciba], Some(Poll), None)
+        };
+        assert!(validate(&public).is_err(), "a public client");
+        assert_eq!(delivery_mode(Some("ping")), Ok(Some(Ping)));
+        assert_eq!(delivery_mode(None), Ok(None));
+        let push = delivery_mode(Some("push")).unwrap_err().to_string();
+        assert!(push.contains("push is not supported"), "{push}");
+        assert!(delivery_mode(Some("Poll")).is_err());
+    }
+
+    #[test]
     fn token_exchange_settings_come_with_the_grant_type_and_allow_something() {
         use projections::event::TokenExchangeSettings;
         let spec = |grants: &[&str], settings: Option<TokenExchangeSettings>, auth: &str| ClientSpec {

@@ -826,6 +826,38 @@ mod tests {
     }
 
     #[test]
+    fn a_client_file_entry_takes_ciba_settings_and_push_is_refused_naming_the_key() {
+        let file = |mode: &str| {
+            format!(
+                r#"
+                [[clients]]
+                client_id = "bank"
+                name = "Bank"
+                grant_types = ["{}"]
+                secret_sha256 = "{}"
+                backchannel_token_delivery_mode = "{mode}"
+                backchannel_client_notification_endpoint = "https://bank.example/ciba"
+                "#,
+                crate::grants::ciba::GRANT_TYPE,
+                "a".repeat(64)
+            )
+        };
+        let ping = Config::parse("c.toml", &file("ping")).unwrap();
+        assert!(ping.validate("c.toml").is_ok());
+        let spec = crate::clients::spec_from_config(&ping.clients[0]);
+        assert_eq!(
+            spec.backchannel_token_delivery_mode,
+            Some(projections::event::BackchannelDeliveryMode::Ping)
+        );
+        let push = Config::parse("c.toml", &file("push")).unwrap();
+        let e = push.validate("c.toml").unwrap_err();
+        assert_eq!(e.key, "clients[0].backchannel_token_delivery_mode");
+        let poll = Config::parse("c.toml", &file("poll")).unwrap();
+        let e = poll.validate("c.toml").unwrap_err();
+        assert!(e.problem.contains("only for ping"), "{}", e.problem);
+    }
+
+    #[test]
     fn a_client_file_entry_takes_token_exchange_settings_and_may_act() {
         let client = |exchange: &str| {
             format!(

@@ -207,6 +207,10 @@ async fn ciba_poll_flow_gives_the_client_exactly_the_approved_scopes(db: TestDb)
     let r = choose(&s, &cookie, &hash(&id)).await;
     let page = r.text().await.unwrap();
     assert!(page.contains("See your payments") && page.contains("Make payments"));
+    assert!(
+        page.contains("Pay 12 EUR: W4SCT"),
+        "the consent page shows the message: {page}"
+    );
     let r = answer(&s, &cookie, &page, Some(&["payments.read"])).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Request approved"));
@@ -558,13 +562,19 @@ async fn listen() -> tokio::net::TcpListener {
 
 /// Serves the notification endpoint `/cb` on `listener`: every ping it receives (its `Authorization`
 /// header and body) goes to the receiver.
-async fn serve(listener: tokio::net::TcpListener) -> tokio::sync::mpsc::UnboundedReceiver<(String, Value)> {
+/// The first `failures` pings are answered 503.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    failures: usize,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, Value)> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/cb",
         axum::routing::post(
             move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
                 let tx = tx.clone();
+                let seen = seen.clone();
                 async move {
                     let auth = headers
                         .get("authorization")
@@ -572,7 +582,11 @@ async fn serve(listener: tokio::net::TcpListener) -> tokio::sync::mpsc::Unbounde
                         .unwrap_or_default()
                         .to_owned();
                     tx.send((auth, body)).unwrap();
-                    axum::http::StatusCode::NO_CONTENT
+                    if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < failures {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    }
                 }
             },
         ),
@@ -599,7 +613,7 @@ async fn ciba_ping_is_delivered_once_with_the_clients_token(db: TestDb) {
     let (s, _) = setup(&db).await;
     let listener = listen().await;
     let secret = register_ping_client(&s, &listener).await;
-    let mut pings = serve(listener).await;
+    let mut pings = serve(listener, 0).await;
     let pinger = ("pinger", secret.as_str());
     let (status, body) = bc_authorize(
         &s,
@@ -633,6 +647,40 @@ async fn ciba_ping_is_delivered_once_with_the_clients_token(db: TestDb) {
         tokio::time::timeout(std::time::Duration::from_millis(300), pings.recv())
             .await
             .is_err()
+    );
+}
+
+async fn ciba_ping_refused_by_the_client_is_tried_again_and_a_refusal_is_pinged_too(db: TestDb) {
+    let (s, _) = setup(&db).await;
+    let listener = listen().await;
+    let secret = register_ping_client(&s, &listener).await;
+    let mut pings = serve(listener, 1).await;
+    let (status, body) = bc_authorize(
+        &s,
+        ("pinger", &secret),
+        &[
+            ("scope", "openid payments.read"),
+            ("login_hint", "ann"),
+            ("client_notification_token", "tok-2"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["auth_req_id"].as_str().unwrap().to_owned();
+    let cookie = login(&s, "ann", PASSWORD).await;
+    let page = choose(&s, &cookie, &hash(&id)).await.text().await.unwrap();
+    assert_eq!(answer(&s, &cookie, &page, None).await.status(), 200);
+    let wait = std::time::Duration::from_secs(10);
+    for _ in 0..2 {
+        let (auth, ping) = tokio::time::timeout(wait, pings.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            (auth.as_str(), &ping),
+            ("Bearer tok-2", &json!({ "auth_req_id": id }))
+        );
+    }
+    assert_eq!(
+        error_of(&poll(&s, ("pinger", &secret), &id).await),
+        (400, "access_denied")
     );
 }
 
@@ -724,6 +772,7 @@ on_both_stores!(
     ciba_id_token_hint_names_the_user,
     another_users_request_is_not_shown_or_answerable,
     ciba_ping_is_delivered_once_with_the_clients_token,
+    ciba_ping_refused_by_the_client_is_tried_again_and_a_refusal_is_pinged_too,
     ciba_registration_checks_the_delivery_mode,
     ciba_discovery_names_the_endpoint_and_modes,
 );

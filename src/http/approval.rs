@@ -75,6 +75,10 @@ pub trait Pending: Sync {
     /// The event recording a refusal, on the request's stream.
     fn denied(&self, denial: Denial) -> Event;
     fn texts(&self) -> &'static Texts;
+    /// A message the client shows too, for the user to check before answering.
+    fn binding_message(&self) -> Option<&str> {
+        None
+    }
     /// Called once the answer is durable (a ping to the client, say). Must not block.
     fn answered(&self, _app: &App, _client: &Client, _now: i64) {}
 }
@@ -299,6 +303,7 @@ async fn consent_page<P: Pending>(
         scopes: pending_lines(policy, decision),
         details: vec![],
         already: decision.scope_names(),
+        binding_message: pending.binding_message(),
     };
     pages::render(StatusCode::OK, &page)
 }

@@ -225,6 +225,10 @@ impl Pending for Backchannel<'_> {
         &TEXTS
     }
 
+    fn binding_message(&self) -> Option<&str> {
+        self.request.binding_message.as_deref()
+    }
+
     /// Takes the request's off-ledger record and, in ping mode, pings the client in the background.
     fn answered(&self, app: &App, client: &Client, now: i64) {
         let store = app.store.clone();
