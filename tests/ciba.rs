@@ -256,6 +256,17 @@ async fn ciba_poll_flow_gives_the_client_exactly_the_approved_scopes(db: TestDb)
         })
         .unwrap();
     assert_eq!(delegation.grant_type, CIBA);
+    let account = no_redirect_client()
+        .get(format!("{}/account", s.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("Example Bank"), "{account}");
+    assert!(account.contains("approved on your approvals page"), "{account}");
     assert!(all.iter().any(|e| matches!(e,
         Event::BackchannelAuthenticationRedeemed(r) if r.delegation_id == delegation.delegation_id)));
 }

@@ -1,5 +1,5 @@
 -- Projection rows for backchannel authentication requests (OpenID CIBA), by the SHA-256 of the
--- auth_req_id. The approvals page finds a user's requests by subject.
+-- auth_req_id. The approvals page finds a user's waiting requests by subject (set only while waiting).
 CREATE TABLE backchannel_requests (
     id TEXT PRIMARY KEY, subject TEXT, client_id TEXT, delegation_id TEXT, state TEXT NOT NULL
 );
