@@ -695,6 +695,34 @@ async fn ciba_ping_refused_by_the_client_is_tried_again_and_a_refusal_is_pinged_
     );
 }
 
+async fn a_flood_of_ciba_requests_keeps_a_bounded_number_waiting(db: TestDb) {
+    let s = TestServer::start(&db, &format!("{CONFIG}\n[ciba]\npending_requests_max = 2\n")).await;
+    let secret = s
+        .register(json!({
+            "client_id": "bank",
+            "name": "Example Bank",
+            "grant_types": [CIBA],
+            "scopes": SCOPES,
+            "backchannel_token_delivery_mode": "poll",
+        }))
+        .await
+        .unwrap();
+    add_user(&s, "ann", PASSWORD, json!({})).await;
+    let form = [("scope", "openid"), ("login_hint", "ann")];
+    for _ in 0..2 {
+        assert_eq!(bc_authorize(&s, ("bank", &secret), &form).await.0, 200);
+    }
+    let (status, headers, body) = s.post_form("/bc-authorize", Some(("bank", &secret)), &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
+    assert!(headers.get("retry-after").is_some());
+    // Once they expire, the places are free again.
+    s.advance(301);
+    assert_eq!(bc_authorize(&s, ("bank", &secret), &form).await.0, 200);
+}
+
 async fn ciba_registration_checks_the_delivery_mode(db: TestDb) {
     let s = TestServer::start(&db, CONFIG).await;
     let refused = |body: Value| {
@@ -785,5 +813,6 @@ on_both_stores!(
     ciba_ping_is_delivered_once_with_the_clients_token,
     ciba_ping_refused_by_the_client_is_tried_again_and_a_refusal_is_pinged_too,
     ciba_registration_checks_the_delivery_mode,
+    a_flood_of_ciba_requests_keeps_a_bounded_number_waiting,
     ciba_discovery_names_the_endpoint_and_modes,
 );

@@ -1,7 +1,8 @@
 //! The device authorization grant's HTTP side (RFC 8628): `POST /device_authorization` for devices, and
 //! the verification page `GET/POST /device` (with `POST /device/consent`) where a signed-in user types
 //! the code and answers on the same consent page, with the same decision and step-ups, as at
-//! `/authorize`. Every decision is in `device/`, `authorize/consent.rs` and `authorize/next_step.rs`.
+//! `/authorize`. Every decision is in `device/`, `authorize/consent.rs` and `authorize/next_step.rs`; the
+//! page's steps, shared with the CIBA approvals page, are in `http/approval.rs`.
 
 use askama::Template;
 use axum::Router;
