@@ -512,7 +512,7 @@ async fn a_ciba_client_gets_exactly_what_was_approved_on_the_approvals_page() {
         (400, Some("authorization_pending"))
     );
 
-    // The person opens their approvals page, signs in, sees the request with its message, reviews it.
+    // The person opens their approvals page, signs in, sees the request with its message, approves it.
     let url = format!("{}/approvals", t.s.base);
     t.browser.client.goto(&url).await.unwrap();
     t.browser.sign_in("ann", PASSWORD).await;
@@ -522,7 +522,7 @@ async fn a_ciba_client_gets_exactly_what_was_approved_on_the_approvals_page() {
         seen.contains("Example Bank") && seen.contains("Code 4711"),
         "{seen}"
     );
-    t.browser.button("Review").await.click().await.unwrap();
+    t.browser.button("Approve").await.click().await.unwrap();
     let found = t
         .browser
         .client

@@ -113,13 +113,19 @@ async fn approvals(s: &TestServer, cookie: &str) -> String {
     r.text().await.unwrap()
 }
 
-/// Chooses the request `id` (the hash the page names it by) on the approvals page.
+/// Approves the request `id` (the hash the page names it by) on the approvals page: its consent page,
+/// or its approval when nothing needs asking.
 async fn choose(s: &TestServer, cookie: &str, id: &str) -> reqwest::Response {
+    choose_to(s, cookie, id, "approve").await
+}
+
+/// Answers `action` (approve or deny) for the request `id` on the approvals page.
+async fn choose_to(s: &TestServer, cookie: &str, id: &str, action: &str) -> reqwest::Response {
     let csrf = csrf_token(s, cookie).await;
     no_redirect_client()
         .post(format!("{}/approvals", s.base))
         .header(COOKIE, cookie)
-        .form(&[("csrf", csrf.as_str()), ("request", id)])
+        .form(&[("csrf", csrf.as_str()), ("request", id), ("action", action)])
         .send()
         .await
         .unwrap()
@@ -306,6 +312,13 @@ async fn ciba_refusal_reaches_the_poller_as_access_denied(db: TestDb) {
     // An answered request cannot be answered again.
     let r = answer(&s, &cookie, &page, Some(&["payments.read"])).await;
     assert_eq!(r.status(), 404);
+
+    // Refused straight from the list, without opening it: the same for the client.
+    let id = start(&s, &secret, "openid").await;
+    let r = choose_to(&s, &cookie, &hash(&id), "deny").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Request refused"));
+    assert_eq!(error_of(&poll(&s, bank, &id).await), (400, "access_denied"));
 }
 
 async fn ciba_expired_request_is_expired_token(db: TestDb) {

@@ -248,6 +248,21 @@ pub async fn proceed<P: Pending>(
     }
 }
 
+/// Records the user's refusal of a request they did not open: nothing was shown, no consent is recorded.
+pub async fn refuse<P: Pending>(app: &App, signed: &Signed, pending: &P, now: i64) -> Response {
+    deny(
+        app,
+        signed,
+        pending,
+        Value::Null,
+        vec![],
+        "the user refused",
+        AppendRequest::default(),
+        now,
+    )
+    .await
+}
+
 /// Carries out a step: to the sign-in or second-factor page and back, or a refusal recorded for the
 /// client to hear.
 async fn carry_out<P: Pending>(app: &App, signed: &Signed, pending: &P, step: Step, now: i64) -> Response {

@@ -411,7 +411,8 @@ async fn from_form(
     Ok((signed, request))
 }
 
-/// `POST /approvals`: the request the user chose to review.
+/// `POST /approvals`: the user approves a request (on to its consent page when something needs asking)
+/// or refuses it outright.
 async fn chosen(State(app): State<AppRef>, headers: HeaderMap, form: Result<Form, OAuthError>) -> Response {
     let form = match form {
         Ok(f) => f,
@@ -422,7 +423,11 @@ async fn chosen(State(app): State<AppRef>, headers: HeaderMap, form: Result<Form
         Ok(x) => x,
         Err(r) => return r,
     };
-    approval::proceed(&app, &headers, &signed, &Backchannel { request: &request }, now).await
+    let pending = Backchannel { request: &request };
+    if form.get("action") == Some("deny") {
+        return approval::refuse(&app, &signed, &pending, now).await;
+    }
+    approval::proceed(&app, &headers, &signed, &pending, now).await
 }
 
 /// `POST /approvals/consent`: the user's answer, scope by scope.
