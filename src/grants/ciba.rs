@@ -5,7 +5,7 @@
 //! An `auth_req_id` is redeemed once: the redemption appends `BackchannelAuthenticationRedeemed` to the
 //! request's stream expecting version 2 (its request and its answer), so of two concurrent polls exactly
 //! one gets the tokens. How fast a client polls is kept off the ledger, with the device grant's rule
-//! (`grants/pace.rs`).
+//! (`grants/pace.rs`), and the redemption is the device grant's (`grants/redemption.rs`).
 
 use projections::Event;
 use projections::backchannel::{BackchannelRequest, BackchannelStatus};
@@ -14,18 +14,14 @@ use projections::event::{BackchannelAuthenticationRedeemed, UnixSeconds, V1};
 use projections::users::User;
 
 use super::pace::{self, Pace};
-use super::refresh::{self, Minting};
-use super::{GrantType, TokenResponse, prepare_access_token};
+use super::{GrantType, TokenResponse, redemption};
 use crate::app::App;
-use crate::authorize::issue;
 use crate::ciba;
-use crate::delegations::{self, Creation};
-use crate::issuance::{self, Decision, IssuanceRequest, Policy};
+use crate::issuance::{Decision, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
-use crate::oidc::{self, IdTokenFor, OPENID};
-use crate::policy::external::{self, External};
-use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
+use crate::policy::external::External;
+use crate::store::{self, AppendRequest, ExpectedVersion};
 
 /// The CIBA grant's `grant_type` (CIBA Core §10.1).
 pub const GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
@@ -115,40 +111,22 @@ pub fn decide(policy: &Policy, client: &Client, facts: &Facts, now: UnixSeconds)
     else {
         return refuse(OAuthError::InvalidGrant("the user can no longer sign in".into()));
     };
-    let approved: Vec<String> = scopes.iter().map(|s| s.scope.clone()).collect();
-    let resource = audience
-        .first()
-        .filter(|a| client.spec.resources.contains(a))
-        .map(String::as_str);
-    let nothing_left = || OAuthError::InvalidGrant("nothing the user approved is allowed now".into());
-    let decision = issuance::decide(
-        policy,
-        &IssuanceRequest {
-            client,
-            subject: &user.subject,
-            subject_attributes: &user.attributes,
-            requested: Some(&approved),
-            resource,
-            grant_type: GrantType::Ciba.name(),
-            // Decided with the user present on the approvals page; their answers stand, and a step-up
-            // is met only by the authentication the approval recorded.
-            user_present: true,
-            auth,
-            delegation: None,
-            authorization_details: &serde_json::Value::Null,
-            consents: &[],
-            approved_now: &approved,
-            fresh_since: Some(request.requested_at),
-            external: &facts.external,
-            now,
-        },
-    );
-    let answer = match decision {
-        Ok(d) if d.scopes.is_empty() => Err(nothing_left()),
-        Ok(d) => Ok(Outcome::Redeem(Box::new(d))),
-        Err(OAuthError::InvalidScope(_)) => Err(nothing_left()),
-        Err(e) => Err(e),
+    let approval = redemption::Approval {
+        auth,
+        scopes,
+        audience,
+        requested_at: request.requested_at,
     };
+    let answer = redemption::decide(
+        policy,
+        client,
+        GrantType::Ciba,
+        user,
+        approval,
+        &facts.external,
+        now,
+    )
+    .map(|d| Outcome::Redeem(Box::new(d)));
     Polled { answer, pace: None }
 }
 
@@ -177,22 +155,16 @@ async fn fetch(
     };
     let (user, external) = match &request.status {
         BackchannelStatus::Approved { scopes, .. } => {
-            let user = crate::users::by_subject(store, &request.subject).await?;
-            let approved: Vec<String> = scopes.iter().map(|s| s.scope.clone()).collect();
-            let external = external::fetch(
-                &app.http,
+            redemption::fetch(
+                app,
                 policy,
-                external::Asking {
-                    client: &client.spec,
-                    subject: &request.subject,
-                    grant_type: GrantType::Ciba.name(),
-                    user_present: true,
-                    requested: Some(&approved),
-                    now,
-                },
+                client,
+                GrantType::Ciba,
+                &request.subject,
+                scopes,
+                now,
             )
-            .await;
-            (user, external)
+            .await?
         }
         _ => (None, External::default()),
     };
@@ -227,8 +199,8 @@ pub async fn grant(
     }
 }
 
-/// Records a redemption: the delegation, the request's end, the access token, and the ID and refresh
-/// tokens, in one append that expects the request answered and not yet redeemed.
+/// Records a redemption (`grants/redemption.rs`), whose append expects the request answered and not
+/// yet redeemed.
 async fn record(
     app: &App,
     policy: &Policy,
@@ -244,83 +216,33 @@ async fn record(
     let BackchannelStatus::Approved { auth, .. } = &request.status else {
         return Err(unknown_request());
     };
-    let (delegation_id, created) = delegations::create(Creation {
-        subject: &user.subject,
-        client_id: &client.spec.client_id,
-        scopes: &issue::granted(decision),
-        authorization_details: &serde_json::Value::Null,
-        auth,
-        grant_type: GrantType::Ciba.name(),
-        audience: &decision.audience,
-        now,
-    });
-    let redeemed = AppendRequest::to_stream(
-        projections::event::streams::backchannel(hash),
-        ExpectedVersion::Exact(2),
-        vec![Event::BackchannelAuthenticationRedeemed(
-            BackchannelAuthenticationRedeemed {
-                v: V1,
-                auth_req_id_hash: hash.to_owned(),
-                delegation_id: delegation_id.clone(),
-                at: now,
-            },
-        )],
-    );
-    let (mut response, access) = prepare_access_token(
+    let ended = |delegation_id: &str| {
+        AppendRequest::to_stream(
+            projections::event::streams::backchannel(hash),
+            ExpectedVersion::Exact(2),
+            vec![Event::BackchannelAuthenticationRedeemed(
+                BackchannelAuthenticationRedeemed {
+                    v: V1,
+                    auth_req_id_hash: hash.to_owned(),
+                    delegation_id: delegation_id.to_owned(),
+                    at: now,
+                },
+            )],
+        )
+    };
+    redemption::record(
         app,
         policy,
         client,
-        &user.subject,
         GrantType::Ciba,
+        user,
+        auth,
         decision,
-        Some(delegation_id.clone()),
+        ended,
+        unknown_request,
+        now,
     )
-    .await?;
-    let mut append = created.and(redeemed).and(access);
-    let scopes = decision.scope_names();
-    if client
-        .spec
-        .grant_types
-        .iter()
-        .any(|g| g == GrantType::RefreshToken.name())
-    {
-        let (value, minted) = refresh::mint(Minting {
-            delegation_id: &delegation_id,
-            client_id: &client.spec.client_id,
-            subject: &user.subject,
-            scopes: scopes.clone(),
-            now,
-            lifetime_seconds: app.config.tokens.refresh_token_seconds,
-            parent_hash: None,
-        })?;
-        response.refresh_token = Some(value);
-        append = append.and(minted);
-    }
-    if scopes.iter().any(|s| s == OPENID) {
-        let (jwt, recorded) = oidc::id_token(
-            app,
-            IdTokenFor {
-                client,
-                user,
-                auth,
-                nonce: None,
-                scopes: &scopes,
-                delegation_id: &delegation_id,
-                policy_version: &policy.version,
-                now,
-            },
-        )
-        .await?;
-        response.id_token = Some(jwt);
-        append = append.and(recorded);
-    }
-    match app.store.append(append).await {
-        Ok(_) => Ok(response),
-        // Another poll redeemed the request first.
-        Err(AppendError::Conflict { .. }) => Err(unknown_request()),
-        Err(AppendError::Store(e)) => Err(e.into()),
-        Err(other) => Err(OAuthError::internal("recording the CIBA exchange", other)),
-    }
+    .await
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod device_code;
 pub mod jwt_bearer;
 pub mod pace;
 pub mod password;
+pub mod redemption;
 pub mod refresh;
 pub mod token_exchange;
 pub mod user_absent;
