@@ -1,7 +1,7 @@
 //! OpenID Client-Initiated Backchannel Authentication (CIBA Core 1.0), its decisions, all pure: what a
-//! backchannel authentication request becomes, and what it asks the user on `/approvals`. The token
-//! endpoint's side is `grants/ciba.rs`; the HTTP side `http/ciba.rs` (the endpoint) and
-//! `http/approvals.rs` (the user's page).
+//! backchannel authentication request becomes, what it asks the user on `/approvals`, and who may answer
+//! it. The token endpoint's side is `grants/ciba.rs`; the HTTP side (the endpoint, the page and the
+//! ping) `http/ciba.rs`, with the page steps it shares with `/device` in `http/approval.rs`.
 
 use projections::backchannel::{BackchannelRequest, BackchannelStatus};
 use projections::clients::Client;
