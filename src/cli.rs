@@ -34,6 +34,7 @@ pub struct Cli {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing would only add noise to the match
 pub enum Command {
     /// Run the HTTP server.
     Serve {
