@@ -48,10 +48,12 @@ pub async fn find(
     find_kind(store, issuer, jwt, typ_ok, TokenKind::Access, now).await
 }
 
-/// Verifies an ID token this server signed and loads its record, for the one place that accepts an ID
-/// token by name: token exchange with `subject_token_type` id_token (RFC 8693 §3). Found only with the
-/// ledger's record of kind `id`; `active` as for an access token (unexpired, unrevoked, its client and
-/// delegation active). Never a credential anywhere else.
+/// Verifies an ID token this server signed and loads its record, for the two places that accept an ID
+/// token by name: token exchange with `subject_token_type` id_token (RFC 8693 §3), and the
+/// `id_token_hint` of a backchannel authentication request (OpenID CIBA §7.1), where it only names the
+/// user, who must still approve. Found only with the ledger's record of kind `id`; `active` as for an
+/// access token (unexpired, unrevoked, its client and delegation active). Never a credential anywhere
+/// else.
 pub async fn find_id_token(
     store: &dyn EventStore,
     issuer: &str,

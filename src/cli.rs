@@ -59,6 +59,7 @@ pub fn init_logs(format: LogFormat) {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing would only add noise to the match
 pub enum Command {
     /// Run the HTTP server.
     Serve {
@@ -116,6 +117,12 @@ pub enum ClientsCommand {
         /// Token exchange: a subject whose access token this client may present as the actor.
         #[arg(long = "token-exchange-actor")]
         token_exchange_actors: Vec<String>,
+        /// OpenID CIBA: poll or ping (with the grant type urn:openid:params:grant-type:ciba).
+        #[arg(long)]
+        backchannel_token_delivery_mode: Option<String>,
+        /// OpenID CIBA ping mode: where the client is pinged (https, or http on loopback).
+        #[arg(long)]
+        backchannel_client_notification_endpoint: Option<String>,
     },
 }
 
@@ -258,6 +265,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             auth_method,
             token_exchange_impersonation,
             token_exchange_actors,
+            backchannel_token_delivery_mode,
+            backchannel_client_notification_endpoint,
         }) => {
             let kind: ClientKind = serde_json::from_value(serde_json::json!(kind))
                 .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
@@ -298,6 +307,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 resources,
                 metadata: serde_json::Value::Null,
                 token_exchange: exchange,
+                backchannel_token_delivery_mode: crate::clients::delivery_mode(
+                    backchannel_token_delivery_mode.as_deref(),
+                )?,
+                backchannel_client_notification_endpoint,
                 ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;

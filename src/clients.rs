@@ -3,7 +3,8 @@
 use projections::Event;
 use projections::clients::Client;
 use projections::event::{
-    Actors, ClientDisabled, ClientRegistered, ClientSpec, ClientUpdated, UnixSeconds, V1,
+    Actors, BackchannelDeliveryMode, ClientDisabled, ClientRegistered, ClientSpec, ClientUpdated,
+    UnixSeconds, V1,
 };
 
 use crate::config::{ClientConfig, SUPPORTED_AUTH_METHODS, SUPPORTED_GRANT_TYPES};
@@ -95,7 +96,87 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     {
         return invalid("a public client cannot use client_credentials".into());
     }
-    validate_token_exchange(spec)
+    validate_token_exchange(spec)?;
+    validate_backchannel(spec)
+}
+
+/// The `backchannel_token_delivery_mode` a registration names: `poll` or `ping`. Push is refused: FAPI-CIBA
+/// forbids it, and a token sent to the client unasked is a token nobody asked the ledger for.
+pub fn delivery_mode(mode: Option<&str>) -> Result<Option<BackchannelDeliveryMode>, RegistrationError> {
+    match mode {
+        None => Ok(None),
+        Some("poll") => Ok(Some(BackchannelDeliveryMode::Poll)),
+        Some("ping") => Ok(Some(BackchannelDeliveryMode::Ping)),
+        Some("push") => Err(RegistrationError::Invalid(
+            "backchannel_token_delivery_mode push is not supported (FAPI-CIBA forbids it); use poll or ping"
+                .into(),
+        )),
+        Some(other) => Err(RegistrationError::Invalid(format!(
+            "backchannel_token_delivery_mode {other:?} is not one of poll, ping"
+        ))),
+    }
+}
+
+/// The CIBA settings (OpenID CIBA Core §4): the grant type comes with a delivery mode, only for a client
+/// that authenticates, and a ping client names where it is pinged: `https`, or `http` on loopback.
+pub fn validate_backchannel(spec: &ClientSpec) -> Result<(), RegistrationError> {
+    let invalid = |m: &str| Err(RegistrationError::Invalid(m.into()));
+    let ciba = spec
+        .grant_types
+        .iter()
+        .any(|g| g == crate::grants::ciba::GRANT_TYPE);
+    let endpoint = spec.backchannel_client_notification_endpoint.as_deref();
+    match (spec.backchannel_token_delivery_mode, ciba) {
+        (None, false) if endpoint.is_none() => return Ok(()),
+        (None, false) => {
+            return invalid(
+                "backchannel_client_notification_endpoint needs the CIBA grant type in ping mode",
+            );
+        }
+        (Some(_), false) => return invalid("backchannel_token_delivery_mode needs the CIBA grant type"),
+        (None, true) => {
+            return invalid("the CIBA grant type needs backchannel_token_delivery_mode poll or ping");
+        }
+        (Some(_), true) => {}
+    }
+    if spec.token_endpoint_auth_method == "none" {
+        return invalid("a public client cannot use CIBA: nothing proves which client asks");
+    }
+    match (spec.backchannel_token_delivery_mode, endpoint) {
+        (Some(BackchannelDeliveryMode::Ping), None) => {
+            invalid("ping mode needs backchannel_client_notification_endpoint")
+        }
+        (Some(BackchannelDeliveryMode::Ping), Some(uri)) => {
+            validate_notification_endpoint(uri).map_err(|p| {
+                RegistrationError::Invalid(format!("backchannel_client_notification_endpoint: {p}"))
+            })
+        }
+        (_, Some(_)) => invalid("backchannel_client_notification_endpoint is only for ping mode"),
+        (_, None) => Ok(()),
+    }
+}
+
+/// Where a ping may go: an absolute `https` URL, or `http` on a loopback address; no fragment, no user
+/// information.
+pub fn validate_notification_endpoint(uri: &str) -> Result<(), String> {
+    if uri.len() > 2048 || uri.contains('#') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be at most 2048 characters, without fragment or whitespace".into());
+    }
+    let parsed = url::Url::parse(uri).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry user information".into());
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err("needs a host".into()),
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("must be https (http only on loopback)".into()),
+    }
 }
 
 /// The token exchange settings (RFC 8693): only with the grant type, only for a confidential client, and
@@ -296,6 +377,11 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         token_exchange: c.token_exchange.as_ref().map(|t| t.settings()),
         may_act: crate::config::may_act_party(c.may_act.as_ref()),
         dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+        // An unknown mode was refused when the file was loaded.
+        backchannel_token_delivery_mode: delivery_mode(c.backchannel_token_delivery_mode.as_deref())
+            .ok()
+            .flatten(),
+        backchannel_client_notification_endpoint: c.backchannel_client_notification_endpoint.clone(),
     }
 }
 
@@ -357,6 +443,69 @@ mod tests {
             assert!(e.is_err(), "{bad}");
         }
         assert!(validate_redirect_uri("com.example.app:/oauth2redirect", false).is_err());
+    }
+
+    #[test]
+    fn ciba_settings_name_poll_or_ping_and_a_ping_endpoint_clients_can_be_reached_at() {
+        use BackchannelDeliveryMode::{Ping, Poll};
+        let ciba = crate::grants::ciba::GRANT_TYPE;
+        let spec =
+            |grants: &[&str], mode: Option<BackchannelDeliveryMode>, endpoint: Option<&str>| ClientSpec {
+                client_id: "bank".into(),
+                name: "Bank".into(),
+                grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                backchannel_token_delivery_mode: mode,
+                backchannel_client_notification_endpoint: endpoint.map(str::to_owned),
+                ..ClientSpec::default()
+            };
+        assert_eq!(validate(&spec(&[ciba], Some(Poll), None)), Ok(()));
+        for ok in [
+            "https://bank.example/ciba",
+            "http://127.0.0.1:8443/cb",
+            "http://[::1]/cb",
+            "http://localhost/cb",
+        ] {
+            assert_eq!(validate(&spec(&[ciba], Some(Ping), Some(ok))), Ok(()), "{ok}");
+        }
+        for (why, bad) in [
+            ("the grant without a mode", spec(&[ciba], None, None)),
+            ("a mode without the grant", spec(&[], Some(Poll), None)),
+            (
+                "an endpoint without the grant",
+                spec(&[], None, Some("https://b.example/cb")),
+            ),
+            ("ping without an endpoint", spec(&[ciba], Some(Ping), None)),
+            (
+                "poll with an endpoint",
+                spec(&[ciba], Some(Poll), Some("https://b.example/cb")),
+            ),
+            (
+                "plain http elsewhere",
+                spec(&[ciba], Some(Ping), Some("http://b.example/cb")),
+            ),
+            (
+                "a fragment",
+                spec(&[ciba], Some(Ping), Some("https://b.example/cb#x")),
+            ),
+            (
+                "user information",
+                spec(&[ciba], Some(Ping), Some("https://u:p@b.example/cb")),
+            ),
+            ("not a URL", spec(&[ciba], Some(Ping), Some("/cb"))),
+        ] {
+            assert!(validate(&bad).is_err(), "{why}");
+        }
+        let public = ClientSpec {
+            token_endpoint_auth_method: "none".into(),
+            ..spec(&[ciba], Some(Poll), None)
+        };
+        assert!(validate(&public).is_err(), "a public client");
+        assert_eq!(delivery_mode(Some("ping")), Ok(Some(Ping)));
+        assert_eq!(delivery_mode(None), Ok(None));
+        let push = delivery_mode(Some("push")).unwrap_err().to_string();
+        assert!(push.contains("push is not supported"), "{push}");
+        assert!(delivery_mode(Some("Poll")).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     crate::grants::token_exchange::GRANT_TYPE,
     crate::grants::jwt_bearer::GRANT_TYPE,
     "urn:ietf:params:oauth:grant-type:device_code",
+    crate::grants::ciba::GRANT_TYPE,
 ];
 
 /// Client authentication methods this server implements.
@@ -65,6 +66,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub device: DeviceSettings,
+    #[serde(default)]
+    pub ciba: CibaSettings,
     #[serde(default)]
     pub scopes: Vec<ScopeConfig>,
     /// Authorizers, defined once by name and assigned to scopes.
@@ -251,6 +254,43 @@ fn default_device_interval_seconds() -> i64 {
     5
 }
 
+/// OpenID Client-Initiated Backchannel Authentication (CIBA Core 1.0).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CibaSettings {
+    /// How long a request waits for its user (`expires_in`) when it asks no `requested_expiry`, and the
+    /// longest it may ask.
+    #[serde(default = "default_ciba_expiry_seconds")]
+    pub expiry_seconds: i64,
+    /// The least number of seconds between two polls (`interval`); polling faster adds 5 seconds.
+    #[serde(default = "default_device_interval_seconds")]
+    pub interval_seconds: i64,
+    /// Most backchannel requests waiting for their users at once, across all nodes.
+    #[serde(default = "default_pending_requests_max")]
+    pub pending_requests_max: u64,
+    /// How long the server waits for a client's notification endpoint per attempt (ping mode).
+    #[serde(default = "default_ping_timeout_seconds")]
+    pub ping_timeout_seconds: u64,
+}
+
+impl Default for CibaSettings {
+    fn default() -> Self {
+        CibaSettings {
+            expiry_seconds: default_ciba_expiry_seconds(),
+            interval_seconds: default_device_interval_seconds(),
+            pending_requests_max: default_pending_requests_max(),
+            ping_timeout_seconds: default_ping_timeout_seconds(),
+        }
+    }
+}
+
+fn default_ciba_expiry_seconds() -> i64 {
+    300
+}
+fn default_ping_timeout_seconds() -> u64 {
+    5
+}
+
 /// Bounds on what one request may carry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -376,6 +416,12 @@ pub struct ClientConfig {
     /// The subject of the one actor that may exchange this client's access tokens (`may_act`).
     #[serde(default)]
     pub may_act: Option<String>,
+    /// OpenID CIBA: `poll` or `ping`, with the CIBA grant type.
+    #[serde(default)]
+    pub backchannel_token_delivery_mode: Option<String>,
+    /// OpenID CIBA ping mode: where the server pings the client (`https`, or `http` on loopback).
+    #[serde(default)]
+    pub backchannel_client_notification_endpoint: Option<String>,
 }
 
 /// A client's `token_exchange` settings, in the configuration file and the admin API.
@@ -473,6 +519,7 @@ impl Default for Config {
             login: LoginSettings::default(),
             limits: Limits::default(),
             device: DeviceSettings::default(),
+            ciba: CibaSettings::default(),
             scopes: Vec::new(),
             authorizers: Vec::new(),
             policy: PolicySettings::default(),
@@ -601,6 +648,18 @@ impl Config {
                 "must be between 1 and 60".into(),
             );
         }
+        if !(30..=3_600).contains(&self.ciba.expiry_seconds) {
+            return err("ciba.expiry_seconds".into(), "must be between 30 and 3600".into());
+        }
+        if !(1..=60).contains(&self.ciba.interval_seconds) {
+            return err("ciba.interval_seconds".into(), "must be between 1 and 60".into());
+        }
+        if !(1..=30).contains(&self.ciba.ping_timeout_seconds) {
+            return err(
+                "ciba.ping_timeout_seconds".into(),
+                "must be between 1 and 30".into(),
+            );
+        }
         if self.login.password_verifications_concurrent_max == 0 {
             return err(
                 "login.password_verifications_concurrent_max".into(),
@@ -688,6 +747,12 @@ impl Config {
             if c.token_endpoint_auth_method == "private_key_jwt" && c.jwks.is_none() {
                 return err(key("jwks"), "required by private_key_jwt".into());
             }
+            if let Err(e) = crate::clients::delivery_mode(c.backchannel_token_delivery_mode.as_deref()) {
+                return err(key("backchannel_token_delivery_mode"), e.to_string());
+            }
+            if let Err(e) = crate::clients::validate_backchannel(&crate::clients::spec_from_config(c)) {
+                return err(key("backchannel_token_delivery_mode"), e.to_string());
+            }
         }
         let mut issuers = BTreeSet::new();
         for (i, t) in self.trusted_issuers.iter().enumerate() {
@@ -758,6 +823,38 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad_issuer.validate("f").unwrap_err().key, "issuer");
+    }
+
+    #[test]
+    fn a_client_file_entry_takes_ciba_settings_and_push_is_refused_naming_the_key() {
+        let file = |mode: &str| {
+            format!(
+                r#"
+                [[clients]]
+                client_id = "bank"
+                name = "Bank"
+                grant_types = ["{}"]
+                secret_sha256 = "{}"
+                backchannel_token_delivery_mode = "{mode}"
+                backchannel_client_notification_endpoint = "https://bank.example/ciba"
+                "#,
+                crate::grants::ciba::GRANT_TYPE,
+                "a".repeat(64)
+            )
+        };
+        let ping = Config::parse("c.toml", &file("ping")).unwrap();
+        assert!(ping.validate("c.toml").is_ok());
+        let spec = crate::clients::spec_from_config(&ping.clients[0]);
+        assert_eq!(
+            spec.backchannel_token_delivery_mode,
+            Some(projections::event::BackchannelDeliveryMode::Ping)
+        );
+        let push = Config::parse("c.toml", &file("push")).unwrap();
+        let e = push.validate("c.toml").unwrap_err();
+        assert_eq!(e.key, "clients[0].backchannel_token_delivery_mode");
+        let poll = Config::parse("c.toml", &file("poll")).unwrap();
+        let e = poll.validate("c.toml").unwrap_err();
+        assert!(e.problem.contains("only for ping"), "{}", e.problem);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod authorize;
 pub mod bench;
+pub mod ciba;
 pub mod cli;
 pub mod clients;
 pub mod clock;

@@ -475,3 +475,83 @@ async fn a_device_gets_exactly_what_was_approved_on_the_verification_page() {
     assert_eq!(at["scope"], "openid photos.read", "{at}");
     t.browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ciba_client_gets_exactly_what_was_approved_on_the_approvals_page() {
+    let Some(t) = setup().await else { return };
+    let ciba = "urn:openid:params:grant-type:ciba";
+    let secret =
+        t.s.register(json!({
+            "client_id": "bank",
+            "name": "Example Bank",
+            "grant_types": [ciba],
+            "scopes": SCOPES,
+            "backchannel_token_delivery_mode": "poll",
+        }))
+        .await
+        .unwrap();
+    let bank = ("bank", secret.as_str());
+    let (status, _, started) =
+        t.s.post_form(
+            "/bc-authorize",
+            Some(bank),
+            &[
+                ("scope", "openid photos.read photos.delete"),
+                ("login_hint", "ann"),
+                ("binding_message", "Code 4711"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let id = started["auth_req_id"].as_str().unwrap().to_owned();
+    let form = [("grant_type", ciba), ("auth_req_id", id.as_str())];
+    let poll = || t.s.post_form("/token", Some(bank), &form);
+    let (status, _, pending) = poll().await;
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+
+    // The person opens their approvals page, signs in, sees the request with its message, approves it.
+    let url = format!("{}/approvals", t.s.base);
+    t.browser.client.goto(&url).await.unwrap();
+    t.browser.sign_in("ann", PASSWORD).await;
+    t.browser.wait_for_path("/approvals").await;
+    let seen = t.browser.text().await;
+    assert!(
+        seen.contains("Example Bank") && seen.contains("Code 4711"),
+        "{seen}"
+    );
+    t.browser.button("Approve").await.click().await.unwrap();
+    let found = t
+        .browser
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("form[action='/approvals/consent']"))
+        .await;
+    if let Err(e) = found {
+        let (at, seen) = (t.browser.path().await, t.browser.text().await);
+        panic!("no consent page at {at}: {e}\n{seen}");
+    }
+    t.untick("Delete your photos").await;
+    t.browser.record_csp_violations().await;
+    t.browser.button("Allow selected").await.click().await.unwrap();
+    let done = t
+        .browser
+        .client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//h1[contains(., 'Request approved')]"))
+        .await;
+    if let Err(e) = done {
+        let csp = t.browser.csp_violations().await;
+        panic!("not approved: {e}\n{}\n{csp:?}", t.browser.text().await);
+    }
+
+    t.s.advance(5);
+    let (status, _, token) = poll().await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["scope"], "openid photos.read");
+    t.browser.close().await;
+}

@@ -65,7 +65,8 @@ async fn discovery_lists_what_is_supported(db: TestDb) {
                 "password",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
                 "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "urn:ietf:params:oauth:grant-type:device_code"
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "urn:openid:params:grant-type:ciba"
             ])
         );
         assert_eq!(

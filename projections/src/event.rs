@@ -107,6 +107,10 @@ events! {
     DeviceAuthorizationApproved,
     DeviceAuthorizationDenied,
     DeviceCodeRedeemed,
+    BackchannelAuthenticationRequested,
+    BackchannelAuthenticationApproved,
+    BackchannelAuthenticationDenied,
+    BackchannelAuthenticationRedeemed,
 }
 
 impl<'de> Deserialize<'de> for Event {
@@ -158,6 +162,10 @@ impl Event {
             Event::DeviceAuthorizationApproved(e) => streams::device(&e.device_code_hash),
             Event::DeviceAuthorizationDenied(e) => streams::device(&e.device_code_hash),
             Event::DeviceCodeRedeemed(e) => streams::device(&e.device_code_hash),
+            Event::BackchannelAuthenticationRequested(e) => streams::backchannel(&e.auth_req_id_hash),
+            Event::BackchannelAuthenticationApproved(e) => streams::backchannel(&e.auth_req_id_hash),
+            Event::BackchannelAuthenticationDenied(e) => streams::backchannel(&e.auth_req_id_hash),
+            Event::BackchannelAuthenticationRedeemed(e) => streams::backchannel(&e.auth_req_id_hash),
         }
     }
 }
@@ -205,6 +213,11 @@ pub mod streams {
     /// answer and the redemption each happen once.
     pub fn device(device_code_hash: &str) -> String {
         format!("device-{device_code_hash}")
+    }
+    /// A backchannel authentication request (OpenID CIBA): its request, its answer and its redemption,
+    /// so the answer and the redemption each happen once.
+    pub fn backchannel(auth_req_id_hash: &str) -> String {
+        format!("backchannel-{auth_req_id_hash}")
     }
 }
 
@@ -340,6 +353,13 @@ pub struct ClientSpec {
     /// are always bound to a key it holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// How this client hears of a backchannel authentication's answer (OpenID CIBA); `None` for a client
+    /// that does not use CIBA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_token_delivery_mode: Option<BackchannelDeliveryMode>,
+    /// Where the server pings this client when a backchannel request is answered (ping mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_client_notification_endpoint: Option<String>,
 }
 
 /// A client's token exchange permissions (RFC 8693).
@@ -834,6 +854,87 @@ pub struct DeviceAuthorizationDenied {
 pub struct DeviceCodeRedeemed {
     pub v: V1,
     pub device_code_hash: String,
+    pub delegation_id: String,
+    pub at: UnixSeconds,
+}
+
+/// How a CIBA client hears that the user answered (CIBA Core §5): it polls the token endpoint, or the
+/// server pings its notification endpoint and then it asks once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackchannelDeliveryMode {
+    Poll,
+    Ping,
+}
+
+/// A client asked, on the back channel, that a user authenticate and approve on their own device
+/// (OpenID CIBA Core §7.1); only the SHA-256 of its `auth_req_id` is recorded, and never the client's
+/// notification token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackchannelAuthenticationRequested {
+    pub v: V1,
+    pub auth_req_id_hash: String,
+    pub client_id: String,
+    /// The user the hint named.
+    pub subject: String,
+    pub scopes: Vec<String>,
+    /// What the client shows the user too, so they can tell the request is theirs.
+    #[serde(default)]
+    pub binding_message: Option<String>,
+    pub mode: BackchannelDeliveryMode,
+    pub requested_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    /// The polling interval the client was given (seconds).
+    pub interval: i64,
+}
+
+/// The user approved a backchannel request on `/approvals`: the decision made while they were there,
+/// which redeeming the `auth_req_id` turns into a delegation and tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackchannelAuthenticationApproved {
+    pub v: V1,
+    pub auth_req_id_hash: String,
+    pub subject: String,
+    pub auth: AuthContext,
+    /// What the decision issues, with each scope's expiry.
+    pub scopes: Vec<GrantedScope>,
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// What the consent page showed for each scope it asked about (null when nothing was asked).
+    #[serde(default)]
+    pub shown: Value,
+    /// The asked scopes the user approved, and those they refused.
+    #[serde(default)]
+    pub approved: Vec<String>,
+    #[serde(default)]
+    pub refused: Vec<String>,
+    #[serde(default)]
+    pub decision_trail: Value,
+    #[serde(default)]
+    pub policy_version: Option<String>,
+    pub at: UnixSeconds,
+}
+
+/// A backchannel request was refused: by the user, or by the policy while the user was there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackchannelAuthenticationDenied {
+    pub v: V1,
+    pub auth_req_id_hash: String,
+    pub subject: String,
+    /// What the consent page showed (null when the policy refused before asking).
+    #[serde(default)]
+    pub shown: Value,
+    #[serde(default)]
+    pub refused: Vec<String>,
+    pub reason: String,
+    pub at: UnixSeconds,
+}
+
+/// An approved `auth_req_id` was exchanged at the token endpoint and became `delegation_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackchannelAuthenticationRedeemed {
+    pub v: V1,
+    pub auth_req_id_hash: String,
     pub delegation_id: String,
     pub at: UnixSeconds,
 }

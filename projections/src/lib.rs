@@ -3,6 +3,7 @@
 //! Nothing here performs I/O or reads a clock: every function is a function of its arguments, so the
 //! same events always fold to the same state, on a server, in an auditor's replay, or in a property test.
 
+pub mod backchannel;
 pub mod chain;
 pub mod clients;
 pub mod codes;

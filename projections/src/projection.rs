@@ -6,9 +6,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::event::{Event, RecordedEvent};
 use crate::{
-    clients::Client, codes::AuthorizationCode, consents::Consent, delegations::Delegation,
-    devices::DeviceAuthorization, keys::SigningKey, refresh_tokens::RefreshToken, tokens::Token,
-    trusted_issuers::TrustedIssuer, users::User,
+    backchannel::BackchannelRequest, clients::Client, codes::AuthorizationCode, consents::Consent,
+    delegations::Delegation, devices::DeviceAuthorization, keys::SigningKey, refresh_tokens::RefreshToken,
+    tokens::Token, trusted_issuers::TrustedIssuer, users::User,
 };
 
 /// Lookup columns a store keeps beside a row's JSON state.
@@ -52,6 +52,8 @@ pub struct LedgerState {
     #[serde(default)]
     pub trusted_issuers: BTreeMap<String, TrustedIssuer>,
     pub device_authorizations: BTreeMap<String, DeviceAuthorization>,
+    #[serde(default)]
+    pub backchannel_requests: BTreeMap<String, BackchannelRequest>,
 }
 
 fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
@@ -76,7 +78,7 @@ pub struct RowWrite {
 pub type Touched = BTreeMap<&'static str, BTreeSet<String>>;
 
 /// The table names, in a fixed order.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     Client::TABLE,
     SigningKey::TABLE,
     Delegation::TABLE,
@@ -87,6 +89,7 @@ pub const TABLES: [&str; 10] = [
     AuthorizationCode::TABLE,
     TrustedIssuer::TABLE,
     DeviceAuthorization::TABLE,
+    BackchannelRequest::TABLE,
 ];
 
 fn touched_by<P: Projection>(events: &[RecordedEvent], out: &mut Touched) {
@@ -140,6 +143,7 @@ impl LedgerState {
         apply_to(&mut self.authorization_codes, event);
         apply_to(&mut self.trusted_issuers, event);
         apply_to(&mut self.device_authorizations, event);
+        apply_to(&mut self.backchannel_requests, event);
     }
 
     /// Folds a sequence of events from the empty state.
@@ -164,6 +168,7 @@ impl LedgerState {
         touched_by::<AuthorizationCode>(events, &mut out);
         touched_by::<TrustedIssuer>(events, &mut out);
         touched_by::<DeviceAuthorization>(events, &mut out);
+        touched_by::<BackchannelRequest>(events, &mut out);
         out
     }
 
@@ -183,7 +188,8 @@ impl LedgerState {
         load_into(&mut self.users, table, id, state.clone())?;
         load_into(&mut self.authorization_codes, table, id, state.clone())?;
         load_into(&mut self.trusted_issuers, table, id, state.clone())?;
-        load_into(&mut self.device_authorizations, table, id, state)
+        load_into(&mut self.device_authorizations, table, id, state.clone())?;
+        load_into(&mut self.backchannel_requests, table, id, state)
     }
 
     /// Serializes the rows named in `touched`, for the store to write back.
@@ -199,6 +205,7 @@ impl LedgerState {
         writes_of(&self.authorization_codes, touched, &mut out)?;
         writes_of(&self.trusted_issuers, touched, &mut out)?;
         writes_of(&self.device_authorizations, touched, &mut out)?;
+        writes_of(&self.backchannel_requests, touched, &mut out)?;
         Ok(out)
     }
 
@@ -223,6 +230,10 @@ impl LedgerState {
         add(
             DeviceAuthorization::TABLE,
             self.device_authorizations.keys().collect(),
+        );
+        add(
+            BackchannelRequest::TABLE,
+            self.backchannel_requests.keys().collect(),
         );
         self.row_writes(&touched)
     }

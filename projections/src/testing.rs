@@ -244,7 +244,8 @@ pub fn event() -> impl Strategy<Value = Event> {
             at
         })),
         user_and_code_event(n.clone(), at.clone()),
-        device_event(n, at),
+        device_event(n.clone(), at.clone()),
+        backchannel_event(n, at),
     ]
 }
 
@@ -297,6 +298,66 @@ fn device_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl Strate
             delegation_id: id("del", d),
             at
         })),
+    ]
+}
+
+/// Backchannel authentication requests, their answers (by the named user or another) and redemptions,
+/// over the same pools.
+fn backchannel_event(n: std::ops::Range<u8>, at: std::ops::Range<i64>) -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0u8..6, n.clone(), any::<bool>(), at.clone()).prop_map(|(c, d, ping, at)| {
+            Event::BackchannelAuthenticationRequested(BackchannelAuthenticationRequested {
+                v: V1,
+                auth_req_id_hash: id("ciba", c),
+                client_id: id("client", d),
+                subject: id("user", c % 3),
+                scopes: vec!["openid".into(), "read".into()],
+                binding_message: ping.then(|| format!("msg {c}")),
+                mode: if ping {
+                    BackchannelDeliveryMode::Ping
+                } else {
+                    BackchannelDeliveryMode::Poll
+                },
+                requested_at: at,
+                expires_at: at + 300,
+                interval: 5,
+            })
+        }),
+        (0u8..6, 0u8..3, granted(), at.clone()).prop_map(|(c, u, scopes, at)| {
+            Event::BackchannelAuthenticationApproved(BackchannelAuthenticationApproved {
+                v: V1,
+                auth_req_id_hash: id("ciba", c),
+                subject: id("user", u),
+                auth: AuthContext::default(),
+                scopes,
+                audience: vec![],
+                shown: serde_json::Value::Null,
+                approved: vec![],
+                refused: vec![],
+                decision_trail: serde_json::Value::Null,
+                policy_version: None,
+                at,
+            })
+        }),
+        (0u8..6, 0u8..3, at.clone()).prop_map(|(c, u, at)| {
+            Event::BackchannelAuthenticationDenied(BackchannelAuthenticationDenied {
+                v: V1,
+                auth_req_id_hash: id("ciba", c),
+                subject: id("user", u),
+                shown: serde_json::Value::Null,
+                refused: vec!["read".into()],
+                reason: "the user refused".into(),
+                at,
+            })
+        }),
+        (0u8..6, n, at).prop_map(|(c, d, at)| {
+            Event::BackchannelAuthenticationRedeemed(BackchannelAuthenticationRedeemed {
+                v: V1,
+                auth_req_id_hash: id("ciba", c),
+                delegation_id: id("del", d),
+                at,
+            })
+        }),
     ]
 }
 

@@ -19,8 +19,6 @@ use crate::oauth::OAuthError;
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Letters in a user code: 20^8 ≈ 2^34.6 values.
 pub const USER_CODE_LEN: usize = 8;
-/// How much a poll that came too early adds to the device's interval (RFC 8628 §3.5).
-pub const SLOW_DOWN_SECONDS: i64 = 5;
 
 /// A user code from `random` bytes, one letter per byte below 240 (240 = 12 × 20, so every letter is
 /// equally likely); `None` when the bytes ran out first.

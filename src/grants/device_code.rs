@@ -11,30 +11,19 @@ use projections::clients::Client;
 use projections::devices::{DeviceAuthorization, DeviceStatus};
 use projections::event::{DeviceCodeRedeemed, UnixSeconds, V1};
 use projections::users::User;
-use serde::{Deserialize, Serialize};
 
-use super::refresh::{self, Minting};
-use super::{GrantType, TokenResponse, prepare_access_token};
+use super::pace::{self, Pace};
+use super::{GrantType, TokenResponse, redemption};
 use crate::app::App;
-use crate::authorize::issue;
-use crate::delegations::{self, Creation};
-use crate::device::{self, SLOW_DOWN_SECONDS};
-use crate::issuance::{self, Decision, IssuanceRequest, Policy};
+use crate::device;
+use crate::issuance::{Decision, Policy};
 use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
-use crate::oidc::{self, IdTokenFor, OPENID};
-use crate::policy::external::{self, External};
-use crate::store::{self, AppendError, AppendRequest, ExpectedVersion};
+use crate::policy::external::External;
+use crate::store::{self, AppendRequest, ExpectedVersion};
 
 /// Where each device's poll pace is kept off the ledger.
 const PACE_NAMESPACE: &str = "device-pace";
-
-/// How a device has been polling: when it last polled and the interval it must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pace {
-    pub last_poll: UnixSeconds,
-    pub interval: i64,
-}
 
 /// What a poll is decided on, read before deciding.
 #[derive(Debug, Clone, Default)]
@@ -92,25 +81,7 @@ pub fn decide(policy: &Policy, client: &Client, facts: &Facts, now: UnixSeconds)
     }
     let (subject, auth, scopes, audience) = match &device.status {
         DeviceStatus::Pending => {
-            let (pace, answer) = match facts.pace {
-                Some(p) if now - p.last_poll < p.interval => (
-                    Pace {
-                        last_poll: now,
-                        interval: p.interval + SLOW_DOWN_SECONDS,
-                    },
-                    OAuthError::SlowDown(format!(
-                        "poll at most every {} seconds",
-                        p.interval + SLOW_DOWN_SECONDS
-                    )),
-                ),
-                p => (
-                    Pace {
-                        last_poll: now,
-                        interval: p.map_or(device.interval, |p| p.interval),
-                    },
-                    OAuthError::AuthorizationPending("the user has not answered yet".into()),
-                ),
-            };
+            let (pace, answer) = pace::pending(facts.pace, device.interval, now);
             return Polled {
                 answer: Err(answer),
                 pace: Some(pace),
@@ -137,40 +108,22 @@ pub fn decide(policy: &Policy, client: &Client, facts: &Facts, now: UnixSeconds)
     else {
         return refuse(OAuthError::InvalidGrant("the user can no longer sign in".into()));
     };
-    let approved: Vec<String> = scopes.iter().map(|s| s.scope.clone()).collect();
-    let resource = audience
-        .first()
-        .filter(|a| client.spec.resources.contains(a))
-        .map(String::as_str);
-    let nothing_left = || OAuthError::InvalidGrant("nothing the user approved is allowed now".into());
-    let decision = issuance::decide(
-        policy,
-        &IssuanceRequest {
-            client,
-            subject: &user.subject,
-            subject_attributes: &user.attributes,
-            requested: Some(&approved),
-            resource,
-            grant_type: GrantType::DeviceCode.name(),
-            // Decided with the user present on the verification page; their answers stand, and a
-            // step-up is met only by the authentication the approval recorded.
-            user_present: true,
-            auth,
-            delegation: None,
-            authorization_details: &serde_json::Value::Null,
-            consents: &[],
-            approved_now: &approved,
-            fresh_since: Some(device.requested_at),
-            external: &facts.external,
-            now,
-        },
-    );
-    let answer = match decision {
-        Ok(d) if d.scopes.is_empty() => Err(nothing_left()),
-        Ok(d) => Ok(Outcome::Redeem(Box::new(d))),
-        Err(OAuthError::InvalidScope(_)) => Err(nothing_left()),
-        Err(e) => Err(e),
+    let approval = redemption::Approval {
+        auth,
+        scopes,
+        audience,
+        requested_at: device.requested_at,
     };
+    let answer = redemption::decide(
+        policy,
+        client,
+        GrantType::DeviceCode,
+        user,
+        approval,
+        &facts.external,
+        now,
+    )
+    .map(|d| Outcome::Redeem(Box::new(d)));
     Polled { answer, pace: None }
 }
 
@@ -199,22 +152,7 @@ async fn fetch(
     };
     let (user, external) = match &device.status {
         DeviceStatus::Approved { subject, scopes, .. } => {
-            let user = crate::users::by_subject(store, subject).await?;
-            let approved: Vec<String> = scopes.iter().map(|s| s.scope.clone()).collect();
-            let external = external::fetch(
-                &app.http,
-                policy,
-                external::Asking {
-                    client: &client.spec,
-                    subject,
-                    grant_type: GrantType::DeviceCode.name(),
-                    user_present: true,
-                    requested: Some(&approved),
-                    now,
-                },
-            )
-            .await;
-            (user, external)
+            redemption::fetch(app, policy, client, GrantType::DeviceCode, subject, scopes, now).await?
         }
         _ => (None, External::default()),
     };
@@ -249,8 +187,8 @@ pub async fn grant(
     }
 }
 
-/// Records a redemption: the delegation, the device code's end, the access token, and the refresh and
-/// ID tokens, in one append that expects the request answered and not yet redeemed.
+/// Records a redemption (`grants/redemption.rs`), whose append expects the request answered and not
+/// yet redeemed.
 async fn record(
     app: &App,
     policy: &Policy,
@@ -266,81 +204,31 @@ async fn record(
     let DeviceStatus::Approved { auth, .. } = &device.status else {
         return Err(unknown_code());
     };
-    let (delegation_id, created) = delegations::create(Creation {
-        subject: &user.subject,
-        client_id: &client.spec.client_id,
-        scopes: &issue::granted(decision),
-        authorization_details: &serde_json::Value::Null,
-        auth,
-        grant_type: GrantType::DeviceCode.name(),
-        audience: &decision.audience,
-        now,
-    });
-    let redeemed = AppendRequest::to_stream(
-        projections::event::streams::device(hash),
-        ExpectedVersion::Exact(2),
-        vec![Event::DeviceCodeRedeemed(DeviceCodeRedeemed {
-            v: V1,
-            device_code_hash: hash.to_owned(),
-            delegation_id: delegation_id.clone(),
-            at: now,
-        })],
-    );
-    let (mut response, access) = prepare_access_token(
+    let ended = |delegation_id: &str| {
+        AppendRequest::to_stream(
+            projections::event::streams::device(hash),
+            ExpectedVersion::Exact(2),
+            vec![Event::DeviceCodeRedeemed(DeviceCodeRedeemed {
+                v: V1,
+                device_code_hash: hash.to_owned(),
+                delegation_id: delegation_id.to_owned(),
+                at: now,
+            })],
+        )
+    };
+    redemption::record(
         app,
         policy,
         client,
-        &user.subject,
         GrantType::DeviceCode,
+        user,
+        auth,
         decision,
-        Some(delegation_id.clone()),
+        ended,
+        unknown_code,
+        now,
     )
-    .await?;
-    let mut append = created.and(redeemed).and(access);
-    let scopes = decision.scope_names();
-    if client
-        .spec
-        .grant_types
-        .iter()
-        .any(|g| g == GrantType::RefreshToken.name())
-    {
-        let (value, minted) = refresh::mint(Minting {
-            delegation_id: &delegation_id,
-            client_id: &client.spec.client_id,
-            subject: &user.subject,
-            scopes: scopes.clone(),
-            now,
-            lifetime_seconds: app.config.tokens.refresh_token_seconds,
-            parent_hash: None,
-        })?;
-        response.refresh_token = Some(value);
-        append = append.and(minted);
-    }
-    if scopes.iter().any(|s| s == OPENID) {
-        let (jwt, recorded) = oidc::id_token(
-            app,
-            IdTokenFor {
-                client,
-                user,
-                auth,
-                nonce: None,
-                scopes: &scopes,
-                delegation_id: &delegation_id,
-                policy_version: &policy.version,
-                now,
-            },
-        )
-        .await?;
-        response.id_token = Some(jwt);
-        append = append.and(recorded);
-    }
-    match app.store.append(append).await {
-        Ok(_) => Ok(response),
-        // Another poll redeemed the code first.
-        Err(AppendError::Conflict { .. }) => Err(unknown_code()),
-        Err(AppendError::Store(e)) => Err(e.into()),
-        Err(other) => Err(OAuthError::internal("recording the device code exchange", other)),
-    }
+    .await
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! The token endpoint's grant types: one file each, a closed enum, one exhaustive dispatch.
 
 pub mod authorization_code;
+pub mod ciba;
 pub mod client_credentials;
 pub mod device_code;
 pub mod foreign_exchange;
 pub mod jwt_bearer;
+pub mod pace;
 pub mod password;
+pub mod redemption;
 pub mod refresh;
 pub mod token_exchange;
 pub mod user_absent;
@@ -47,6 +50,8 @@ pub enum GrantType {
     JwtBearer,
     /// RFC 8628: a device polls while its user answers on the verification page.
     DeviceCode,
+    /// OpenID CIBA Core: the client polls (or is pinged) while its user answers on `/approvals`.
+    Ciba,
 }
 
 impl GrantType {
@@ -60,6 +65,7 @@ impl GrantType {
             token_exchange::GRANT_TYPE => Ok(GrantType::TokenExchange),
             jwt_bearer::GRANT_TYPE => Ok(GrantType::JwtBearer),
             DEVICE_CODE => Ok(GrantType::DeviceCode),
+            ciba::GRANT_TYPE => Ok(GrantType::Ciba),
             other => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"
             ))),
@@ -77,6 +83,7 @@ impl GrantType {
             GrantType::TokenExchange => token_exchange::GRANT_TYPE,
             GrantType::JwtBearer => jwt_bearer::GRANT_TYPE,
             GrantType::DeviceCode => DEVICE_CODE,
+            GrantType::Ciba => ciba::GRANT_TYPE,
         }
     }
 }
@@ -165,6 +172,7 @@ pub async fn dispatch(
         GrantType::TokenExchange => token_exchange::grant(app, client, form, now).await,
         GrantType::JwtBearer => jwt_bearer::grant(app, client, form, now).await,
         GrantType::DeviceCode => device_code::grant(app, client, form, now).await,
+        GrantType::Ciba => ciba::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
         )),

@@ -161,6 +161,11 @@ pub struct ClientRequest {
     pub may_act: Option<String>,
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// OpenID CIBA: `poll` or `ping` (push is refused).
+    #[serde(default)]
+    pub backchannel_token_delivery_mode: Option<String>,
+    #[serde(default)]
+    pub backchannel_client_notification_endpoint: Option<String>,
 }
 
 fn client_secret_basic() -> String {
@@ -169,8 +174,10 @@ fn client_secret_basic() -> String {
 
 impl ClientRequest {
     /// The spec to record, with the secret hash the server decided.
-    fn into_spec(self, secret_hash: Option<String>) -> ClientSpec {
-        ClientSpec {
+    fn into_spec(self, secret_hash: Option<String>) -> Result<ClientSpec, RegistrationError> {
+        let backchannel_token_delivery_mode =
+            clients::delivery_mode(self.backchannel_token_delivery_mode.as_deref())?;
+        Ok(ClientSpec {
             client_id: self.client_id,
             name: self.name,
             kind: self.kind,
@@ -194,7 +201,9 @@ impl ClientRequest {
             token_exchange: self.token_exchange.as_ref().map(TokenExchangeConfig::settings),
             may_act: crate::config::may_act_party(self.may_act.as_ref()),
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
-        }
+            backchannel_token_delivery_mode,
+            backchannel_client_notification_endpoint: self.backchannel_client_notification_endpoint,
+        })
     }
 }
 
@@ -234,7 +243,7 @@ pub async fn create(
         None
     };
     // The only secret is the one generated here.
-    let spec = request.into_spec(secret.as_deref().map(clients::hash_secret));
+    let spec = request.into_spec(secret.as_deref().map(clients::hash_secret))?;
     let client_id = spec.client_id.clone();
     app.store
         .append(clients::register(existing.as_ref(), spec, app.now())?)
@@ -296,7 +305,7 @@ pub async fn update(
     }
     declared(&app, &request.scopes)?;
     let existing: Option<Client> = store::get(app.store.as_ref(), &id).await?;
-    let spec = request.into_spec(existing.as_ref().and_then(|c| c.spec.secret_hash.clone()));
+    let spec = request.into_spec(existing.as_ref().and_then(|c| c.spec.secret_hash.clone()))?;
     app.store
         .append(clients::update(existing.as_ref(), spec, app.now())?)
         .await?;

@@ -365,7 +365,8 @@ pub(super) struct ScopeLine {
     lifetime: String,
 }
 
-/// The consent page, for the authorization endpoint and the device verification page alike.
+/// The consent page, for the authorization endpoint, the device verification page and the approvals
+/// page alike.
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub(super) struct ConsentPage<'a> {
@@ -380,6 +381,8 @@ pub(super) struct ConsentPage<'a> {
     pub scopes: Vec<ScopeLine>,
     pub details: Vec<String>,
     pub already: Vec<String>,
+    /// A CIBA request's binding message, which the user checks against what the client shows.
+    pub binding_message: Option<&'a str>,
 }
 
 /// How the consent page introduces a client.
@@ -466,6 +469,7 @@ async fn consent_page(
         scopes: pending_lines(policy, decision),
         details: details::describe(&request.authorization_details),
         already: decision.scope_names(),
+        binding_message: None,
     };
     // Approving redirects to the client: its origin is the one place besides this server a form may lead.
     let csp = pages::csp_with_form_action(response::origin(&request.target.redirect_uri));

@@ -28,6 +28,11 @@ fn metadata(app: &AppRef) -> Value {
         "authorization_endpoint": format!("{issuer}/authorize"),
         "pushed_authorization_request_endpoint": format!("{issuer}/par"),
         "device_authorization_endpoint": format!("{issuer}/device_authorization"),
+        // OpenID CIBA Core §4: poll and ping; push is refused (FAPI-CIBA forbids it), and so is
+        // `user_code`.
+        "backchannel_authentication_endpoint": format!("{issuer}/bc-authorize"),
+        "backchannel_token_delivery_modes_supported": ["poll", "ping"],
+        "backchannel_user_code_parameter_supported": false,
         "require_pushed_authorization_requests": false,
         "response_types_supported": ["code", "token"],
         "response_modes_supported": ["query", "fragment", "form_post"],

@@ -2,7 +2,9 @@
 
 mod account;
 mod admin;
+mod approval;
 mod authorize;
+mod ciba;
 mod client_auth;
 pub mod csrf;
 mod device;
@@ -47,6 +49,7 @@ pub const ROUTES: &[&str] = &[
     "/par",
     "/userinfo",
     "/device_authorization",
+    "/bc-authorize",
 ];
 
 /// The server's routes.
@@ -78,6 +81,7 @@ pub fn router(app: AppRef) -> Router {
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
         .merge(device::routes())
+        .merge(ciba::routes())
         .merge(login::routes())
         .merge(account::routes())
         // On matched routes only, where the route template is known: counted by template, not by path.

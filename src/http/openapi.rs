@@ -91,6 +91,14 @@ pub enum DeviceCodeGrant {
     DeviceCode,
 }
 
+/// `grant_type=urn:openid:params:grant-type:ciba` (OpenID CIBA Core §10.1).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum CibaGrant {
+    #[serde(rename = "urn:openid:params:grant-type:ciba")]
+    Ciba,
+}
+
 /// `POST /token` with the client credentials grant. Client authentication goes in `Authorization: Basic`
 /// (`client_secret_basic`) or in the form (`client_secret_post`, `private_key_jwt`, or `client_id` alone
 /// for a public client); more than one method is refused with 401.
@@ -296,6 +304,74 @@ pub struct DeviceCodeForm {
     other: BTreeMap<String, String>,
 }
 
+/// `POST /token` with an `auth_req_id` (OpenID CIBA Core §10.1): in poll mode until the user has
+/// answered on `/approvals` (`authorization_pending`, `slow_down`, `access_denied`, `expired_token`), in
+/// ping mode once the server pinged; then the tokens, once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CibaForm {
+    grant_type: CibaGrant,
+    #[schema(min_length = 1)]
+    auth_req_id: String,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// Form body of `POST /bc-authorize` (OpenID CIBA Core §7.1), plus client authentication as at `/token`.
+/// Exactly one of `login_hint` and `id_token_hint`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BackchannelAuthenticationForm {
+    /// Space-delimited scopes; must include `openid`.
+    scope: String,
+    /// The user's username.
+    #[schema(nullable = false)]
+    login_hint: Option<String>,
+    /// An ID token this server issued to the client (it may have expired).
+    #[schema(nullable = false)]
+    id_token_hint: Option<String>,
+    /// Shown to the user on the approvals page: 1 to 64 characters, no control characters.
+    #[schema(nullable = false, max_length = 64)]
+    binding_message: Option<String>,
+    /// Seconds the request may wait, up to `ciba.expiry_seconds`.
+    #[schema(nullable = false)]
+    requested_expiry: Option<String>,
+    /// Ping mode: the bearer token the server pings the client's notification endpoint with.
+    #[schema(nullable = false, max_length = 1024)]
+    client_notification_token: Option<String>,
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`; read only with `client_assertion`.
+    #[schema(nullable = false)]
+    client_assertion_type: Option<String>,
+    #[schema(nullable = false)]
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
+}
+
+/// OpenID CIBA Core §7.3: the client polls `/token` with `auth_req_id` (poll mode) or waits for the
+/// ping (ping mode).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BackchannelAuthenticationSchema {
+    auth_req_id: String,
+    expires_in: i64,
+    /// Seconds between polls.
+    interval: i64,
+}
+
 /// Form body of `POST /device_authorization` (RFC 8628 §3.1), plus client authentication as at `/token`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -344,6 +420,7 @@ pub enum TokenForm {
     RefreshToken(RefreshTokenForm),
     Password(PasswordForm),
     DeviceCode(DeviceCodeForm),
+    Ciba(CibaForm),
     TokenExchange(TokenExchangeForm),
     JwtBearer(JwtBearerForm),
 }
@@ -544,6 +621,17 @@ pub enum GrantTypeSchema {
     JwtBearer,
     #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
     DeviceCode,
+    #[serde(rename = "urn:openid:params:grant-type:ciba")]
+    Ciba,
+}
+
+/// How a CIBA client hears that its user answered.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub enum DeliveryModeSchema {
+    Poll,
+    Ping,
 }
 
 /// How a client authenticates at the token, introspection and revocation endpoints.
@@ -622,6 +710,10 @@ pub struct ClientRegistration {
     /// The subject (1 to 255 bytes) of the one actor that may exchange this client's access tokens.
     #[schema(min_length = 1, max_length = 255)]
     may_act: Option<String>,
+    /// Required with the CIBA grant type, refused without it; `push` is not supported.
+    backchannel_token_delivery_mode: Option<DeliveryModeSchema>,
+    /// Ping mode only, and required there: `https`, or `http` on a loopback address.
+    backchannel_client_notification_endpoint: Option<String>,
 }
 
 /// What a client may do with token exchange (RFC 8693). At least one of `impersonation` and `actors`
@@ -709,7 +801,7 @@ pub enum DisableBody {
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_dpop_proof`, `use_dpop_nonce`", body = ErrorBody,
             headers(("DPoP-Nonce" = String, description = "When the server requires DPoP nonces: the nonce to retry with"))),
         (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
-        (status = 500, description = "`server_error`; for a device code also `authorization_pending`, `slow_down`, `access_denied`, `expired_token`", body = ErrorBody),
+        (status = 500, description = "`server_error`; for a device code or a CIBA `auth_req_id` also `authorization_pending`, `slow_down`, `access_denied`, `expired_token`", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`: the database is unavailable", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 #[allow(dead_code)]
 fn token() {}
@@ -725,6 +817,18 @@ fn token() {}
         (status = 503, description = "`temporarily_unavailable`: the database is unavailable, or too many device requests are waiting", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
 #[allow(dead_code)]
 fn device_authorization() {}
+
+#[utoipa::path(post, path = "/bc-authorize", tag = "oauth", security(("client_basic" = []), ()),
+    description = "OpenID CIBA Core §7: a client asks that a user approve, on this server's `/approvals` page (for people, not in this document), while it polls `POST /token` with `grant_type=urn:openid:params:grant-type:ciba` or, in ping mode, waits for the server's `POST` of `{\"auth_req_id\"}` to its notification endpoint with its `client_notification_token` as bearer token.",
+    request_body(content = BackchannelAuthenticationForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = BackchannelAuthenticationSchema, headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`invalid_request` (no hint, several, `login_hint_token`, `user_code`, a bad `requested_expiry`, ping without `client_notification_token`), `invalid_scope` (no `openid`), `unknown_user_id`, `invalid_binding_message`, `unauthorized_client` (the client is not registered for CIBA)", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the database is unavailable, or too many requests are waiting", body = ErrorBody, headers(("Retry-After" = String, description = "Seconds to wait")))))]
+#[allow(dead_code)]
+fn bc_authorize() {}
 
 #[utoipa::path(post, path = "/introspect", tag = "oauth", security(("client_basic" = []), ()),
     description = "Only authenticated confidential clients may introspect (a public client gets 401); a token that is not the caller's to see answers `{\"active\": false}`.",
@@ -1001,7 +1105,7 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz, metrics,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
-          authorize, authorize_post, par, userinfo, userinfo_post, device_authorization),
+          authorize, authorize_post, par, userinfo, userinfo_post, device_authorization, bc_authorize),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -65,6 +65,12 @@ pub enum OAuthError {
     /// RFC 8628 §3.5: the device code expired before it was redeemed. Start again.
     #[error("expired_token")]
     ExpiredToken(String),
+    /// OpenID CIBA Core §13: the hint names no user this server knows, or a disabled one.
+    #[error("unknown_user_id")]
+    UnknownUserId(String),
+    /// OpenID CIBA Core §13: the binding message is too long or holds characters that cannot be shown.
+    #[error("invalid_binding_message")]
+    InvalidBindingMessage(String),
     /// The server failed; the details are in its log, not in the response. Retry later.
     #[error("server_error")]
     ServerError,
@@ -105,7 +111,9 @@ impl OAuthError {
             | OAuthError::UseDpopNonce(d)
             | OAuthError::AuthorizationPending(d)
             | OAuthError::SlowDown(d)
-            | OAuthError::ExpiredToken(d) => Some(d),
+            | OAuthError::ExpiredToken(d)
+            | OAuthError::UnknownUserId(d)
+            | OAuthError::InvalidBindingMessage(d) => Some(d),
             OAuthError::ServerError | OAuthError::TemporarilyUnavailable => None,
         }
     }

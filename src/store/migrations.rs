@@ -44,6 +44,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_device_authorizations.sql"),
         include_str!("../../migrations/postgres/0006_device_authorizations.sql"),
     ),
+    (
+        7,
+        "backchannel requests",
+        include_str!("../../migrations/sqlite/0007_backchannel_requests.sql"),
+        include_str!("../../migrations/postgres/0007_backchannel_requests.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.
