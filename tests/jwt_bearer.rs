@@ -147,6 +147,7 @@ on_both_stores!(
     consent_for_an_assertion_comes_only_from_the_ledger,
     strict_consent_never_reuses_a_ledger_consent,
     assertion_replay_is_refused,
+    an_assertion_replayed_at_the_same_moment_gets_one_token,
     an_unknown_kid_refetches_the_jwks_uri_at_most_once_a_minute,
     alg_none_assertion_is_refused,
     hmac_signed_with_the_public_key_is_refused,
@@ -363,6 +364,38 @@ async fn strict_consent_never_reuses_a_ledger_consent(db: TestDb) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(scopes(&body), ["profile"]);
+}
+
+async fn an_assertion_replayed_at_the_same_moment_gets_one_token(db: TestDb) {
+    let key = IssuerKey::new("k1");
+    let (s, secret) = setup(&db, false, &key, "").await;
+    let assertion = key.sign(&claims(&s, ISS, "ann", "raced"));
+    // A refused request uses nothing up: the assertion is spent by the token it gets
+    let (status, body) = bearer(&s, &secret, &assertion, "admin").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+    let before = events(&s).await.len();
+    let answers =
+        futures_util::future::join_all((0..8).map(|_| bearer(&s, &secret, &assertion, "profile"))).await;
+    let issued = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(issued, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        refused(*status, body, "already used");
+    }
+    // The losers recorded nothing: one delegation and one token
+    let added = events(&s).await.split_off(before);
+    let tokens = added
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::TokenIssued(_)))
+        .count();
+    let delegations = added
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::DelegationCreated(_)))
+        .count();
+    assert_eq!((tokens, delegations), (1, 1));
 }
 
 async fn assertion_replay_is_refused(db: TestDb) {

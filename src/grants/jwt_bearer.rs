@@ -4,7 +4,7 @@
 //! consent-requiring scopes come only from a standing consent in the ledger, decided by
 //! [`user_absent`]. The issuer bounds what its assertions can obtain (its `scopes`), before the client's
 //! scopes and the policy narrow it further. Each assertion is used once: its `jti` is claimed (per
-//! issuer) once it has verified, until no server would accept it any more.
+//! issuer) in the append that records the token, until no server would accept it any more.
 
 use projections::clients::Client;
 use projections::event::{AuthContext, UnixSeconds};
@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::issuance::{self, Decision, Policy};
 use crate::oauth::form::Form;
 use crate::oauth::{OAuthError, scope};
+use crate::store::AppendRequest;
 use crate::trust::{self, assertion::LEEWAY};
 
 /// The `grant_type` value (RFC 7523 §2.1).
@@ -87,16 +88,11 @@ pub async fn grant(
         resource: form.get("resource"),
     };
     let verified = trust::verify(app, assertion, now).await?;
-    // Claimed only once it verified, so nobody can burn another issuer's jti; kept until the
-    // assertion's exp plus the leeway, as long as any check here would still accept it.
+    // Claimed in the issuance's own append, kept until the assertion's exp plus the leeway (as long as
+    // any check here would still accept it): of two requests with one assertion only one is recorded,
+    // a refused request uses nothing up, and the claim costs no commit of its own.
     let key = format!("jwt-bearer:{}:{}", verified.issuer, verified.jti);
-    if !app
-        .store
-        .claim_once(&key, verified.expires_at + LEEWAY, now)
-        .await?
-    {
-        return Err(OAuthError::InvalidGrant("the assertion was already used".into()));
-    }
+    let used = AppendRequest::claiming(&key, verified.expires_at + LEEWAY, now);
     let Some(user) = verified.user else {
         return Err(OAuthError::InvalidGrant(
             "the assertion's subject is not a user of this server".into(),
@@ -131,7 +127,7 @@ pub async fn grant(
         GrantType::JwtBearer,
         &AuthContext::default(),
         &decision,
-        None,
+        Some(used),
         now,
     )
     .await

@@ -257,6 +257,10 @@ pub async fn issue_access_token(
 pub async fn record(app: &App, request: AppendRequest) -> Result<crate::store::AppendResult, OAuthError> {
     app.store.append(request).await.map_err(|e| match e {
         crate::store::AppendError::Store(s) => OAuthError::from(s),
+        // Only an assertion is claimed with an issuance: another request used it first.
+        crate::store::AppendError::Claimed { .. } => {
+            OAuthError::InvalidGrant("the assertion was already used".into())
+        }
         other => OAuthError::internal("recording the token", other),
     })
 }

@@ -100,10 +100,11 @@ impl AppendRequest {
         }
     }
 
-    /// Adds the stream expectations of `other` and its events after these.
+    /// Adds the stream expectations and claims of `other` and its events after these.
     pub fn and(mut self, other: AppendRequest) -> Self {
         self.events.extend(other.events);
         self.expectations.extend(other.expectations);
+        self.claims.extend(other.claims);
         self
     }
 
