@@ -205,7 +205,14 @@ impl SqlStore<Postgres> {
             .map_err(|e| StoreError::NotALedger(format!("not a PostgreSQL URL: {e}")))?
             // The log grows fast from empty: a generic plan cached while a table was tiny would keep
             // scanning it whole long after it is large. Plan each statement for its actual arguments.
-            .options([("plan_cache_mode", "force_custom_plan")]);
+            // Statistics lag the growth too (autoanalyze runs after 10 % more rows): measured on a
+            // young ledger, the writer's key lookups on `streams` and `tokens` became whole-table
+            // scans, one per batch, as the tables grew. Every statement the server runs has a key or
+            // index path, so a scan of a whole table is never the plan it wants.
+            .options([
+                ("plan_cache_mode", "force_custom_plan"),
+                ("enable_seqscan", "off"),
+            ]);
         let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(8)
