@@ -284,7 +284,63 @@ async fn registration_checks_the_origins_and_that_the_client_is_public(db: TestD
     );
 }
 
+async fn refusing_in_the_popup_posts_access_denied_and_the_token_endpoint_knows_no_such_grant(db: TestDb) {
+    let s = setup(&db).await;
+    let cookie = login(&s, "ann", PASSWORD).await;
+    let r = get(&s, Some(&cookie), "client_id=spa&scope=photos.read&mode=popup").await;
+    let page = r.text().await.unwrap();
+    let form = [
+        ("csrf", hidden(&page, "csrf")),
+        ("request", hidden(&page, "request").replace("&#38;", "&")),
+        ("action", "deny".into()),
+    ];
+    let r = no_redirect_client()
+        .post(format!("{}/assisted-token/consent", s.base))
+        .header(COOKIE, &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let data = posted(&r.text().await.unwrap());
+    assert_eq!(data["message"], json!({"error": "access_denied"}));
+    assert!(
+        events(&s)
+            .await
+            .iter()
+            .any(|e| matches!(e, Event::ConsentDenied(c) if c.scopes == ["photos.read"]))
+    );
+    // A form without its CSRF token is refused before anything is decided.
+    let r = no_redirect_client()
+        .post(format!("{}/assisted-token/consent", s.base))
+        .header(COOKIE, &cookie)
+        .form(&[
+            ("request", "client_id=spa&scope=photos.read"),
+            ("action", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let (status, _, body) = s
+        .post_form("/token", None, &[("grant_type", ASSISTED), ("client_id", "spa")])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let meta = s.get_json("/.well-known/oauth-authorization-server").await;
+    assert!(
+        !meta["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ASSISTED))
+    );
+}
+
 on_both_stores!(
+    refusing_in_the_popup_posts_access_denied_and_the_token_endpoint_knows_no_such_grant,
     the_frame_answers_login_required_then_consent_required_then_a_token,
     the_popup_signs_in_asks_consent_and_posts_the_token_to_the_opener,
     an_unknown_confidential_or_unregistered_client_gets_an_error_page_and_nothing_is_posted,
