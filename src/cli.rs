@@ -123,6 +123,10 @@ pub enum ClientsCommand {
         /// OpenID CIBA ping mode: where the client is pinged (https, or http on loopback).
         #[arg(long)]
         backchannel_client_notification_endpoint: Option<String>,
+        /// The assisted token flow: an origin that may frame /assisted-token (with the grant type
+        /// urn:curity:params:grant-type:assisted-token and --auth-method none); repeatable.
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
     },
 }
 
@@ -267,6 +271,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             token_exchange_actors,
             backchannel_token_delivery_mode,
             backchannel_client_notification_endpoint,
+            allowed_origins,
         }) => {
             let kind: ClientKind = serde_json::from_value(serde_json::json!(kind))
                 .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
@@ -311,6 +316,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     backchannel_token_delivery_mode.as_deref(),
                 )?,
                 backchannel_client_notification_endpoint,
+                allowed_origins,
                 ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;

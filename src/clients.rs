@@ -40,7 +40,7 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     if let Some(g) = spec
         .grant_types
         .iter()
-        .find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str()))
+        .find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str()) && g.as_str() != crate::grants::ASSISTED_TOKEN)
     {
         return invalid(format!("unsupported grant type {g}"));
     }
@@ -97,7 +97,71 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
         return invalid("a public client cannot use client_credentials".into());
     }
     validate_token_exchange(spec)?;
+    validate_assisted_token(spec)?;
     validate_backchannel(spec)
+}
+
+/// The assisted token settings: the identifier among the grant types, only for a public client (the page
+/// that asks cannot keep a secret), with at least one origin; and `allowed_origins` only with it.
+pub fn validate_assisted_token(spec: &ClientSpec) -> Result<(), RegistrationError> {
+    let invalid = |m: String| Err(RegistrationError::Invalid(m));
+    let assisted = spec
+        .grant_types
+        .iter()
+        .any(|g| g == crate::grants::ASSISTED_TOKEN);
+    match (assisted, spec.allowed_origins.is_empty()) {
+        (false, true) => return Ok(()),
+        (false, false) => {
+            return invalid(format!(
+                "allowed_origins needs the assisted token grant type {}",
+                crate::grants::ASSISTED_TOKEN
+            ));
+        }
+        (true, true) => return invalid("the assisted token grant type needs allowed_origins".into()),
+        (true, false) => {}
+    }
+    if spec.token_endpoint_auth_method != "none" {
+        return invalid(
+            "the assisted token flow is for public clients (token_endpoint_auth_method none)".into(),
+        );
+    }
+    if spec.allowed_origins.len() > ALLOWED_ORIGINS_MAX {
+        return invalid(format!("at most {ALLOWED_ORIGINS_MAX} allowed_origins"));
+    }
+    for origin in &spec.allowed_origins {
+        validate_origin(origin)
+            .map_err(|p| RegistrationError::Invalid(format!("allowed origin {origin:?}: {p}")))?;
+    }
+    Ok(())
+}
+
+/// Most origins one client may list for the assisted token flow.
+pub const ALLOWED_ORIGINS_MAX: usize = 16;
+
+/// An origin a page may be framed by and post to: exactly `scheme://host[:port]` as a browser serializes
+/// it (lower case, no default port, no path, no wildcard); `https`, or `http` on a loopback host.
+pub fn validate_origin(origin: &str) -> Result<(), String> {
+    if origin.len() > 256 || origin.contains('*') {
+        return Err("must be at most 256 characters, without wildcards".into());
+    }
+    let parsed = url::Url::parse(origin).map_err(|e| format!("not an origin ({e})"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err("needs a host".into()),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be https (http only on loopback)".into()),
+    }
+    // The serialized origin is the whole string: no path, query, fragment or user information, and the
+    // browser's own spelling (what `event.origin` and `frame-ancestors` compare against).
+    if parsed.origin().ascii_serialization() != origin {
+        return Err("must be exactly scheme://host[:port], as a browser writes it".into());
+    }
+    Ok(())
 }
 
 /// The `backchannel_token_delivery_mode` a registration names: `poll` or `ping`. Push is refused: FAPI-CIBA
@@ -382,6 +446,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
             .ok()
             .flatten(),
         backchannel_client_notification_endpoint: c.backchannel_client_notification_endpoint.clone(),
+        allowed_origins: c.allowed_origins.clone(),
     }
 }
 
@@ -443,6 +508,52 @@ mod tests {
             assert!(e.is_err(), "{bad}");
         }
         assert!(validate_redirect_uri("com.example.app:/oauth2redirect", false).is_err());
+    }
+
+    #[test]
+    fn assisted_token_clients_are_public_and_name_exact_origins() {
+        let assisted = crate::grants::ASSISTED_TOKEN;
+        let spec = |grants: &[&str], method: &str, origins: &[&str]| ClientSpec {
+            client_id: "spa".into(),
+            name: "Single-page app".into(),
+            grant_types: grants.iter().map(|g| (*g).to_owned()).collect(),
+            token_endpoint_auth_method: method.into(),
+            allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            ..ClientSpec::default()
+        };
+        for ok in [
+            "https://app.example",
+            "https://app.example:8443",
+            "http://127.0.0.1:3000",
+            "http://localhost:8080",
+        ] {
+            assert_eq!(validate(&spec(&[assisted], "none", &[ok])), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://app.example/",
+            "https://app.example/path",
+            "https://*.app.example",
+            "http://app.example",
+            "https://APP.example",
+            "https://app.example:443",
+            "https://user@app.example",
+            "app.example",
+            "https://app.example?x=1",
+        ] {
+            assert!(validate(&spec(&[assisted], "none", &[bad])).is_err(), "{bad}");
+        }
+        // Only with the grant type, only public, at least one origin.
+        assert!(validate(&spec(&["authorization_code"], "none", &["https://app.example"])).is_err());
+        assert!(
+            validate(&spec(
+                &[assisted],
+                "client_secret_basic",
+                &["https://app.example"]
+            ))
+            .is_err()
+        );
+        assert!(validate(&spec(&[assisted], "none", &[])).is_err());
+        assert_eq!(validate(&spec(&["authorization_code"], "none", &[])), Ok(()));
     }
 
     #[test]

@@ -13,6 +13,10 @@ use crate::policy::authorizers::AuthorizerConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "consent-ledger.toml";
 
 /// Grant types this server implements at the token endpoint.
+/// The assisted token flow's identifier, a client lists among its grant types to use `/assisted-token`.
+/// Not a token-endpoint grant, so not in [`SUPPORTED_GRANT_TYPES`] (discovery's list).
+pub const ASSISTED_TOKEN: &str = crate::grants::ASSISTED_TOKEN;
+
 pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
     "client_credentials",
     "authorization_code",
@@ -422,6 +426,9 @@ pub struct ClientConfig {
     /// OpenID CIBA ping mode: where the server pings the client (`https`, or `http` on loopback).
     #[serde(default)]
     pub backchannel_client_notification_endpoint: Option<String>,
+    /// The assisted token flow: the exact origins that may frame `/assisted-token` for this client.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// A client's `token_exchange` settings, in the configuration file and the admin API.
@@ -708,7 +715,7 @@ impl Config {
             if let Some(g) = c
                 .grant_types
                 .iter()
-                .find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str()))
+                .find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str()) && g.as_str() != ASSISTED_TOKEN)
             {
                 return err(key("grant_types"), format!("unsupported grant type {g:?}"));
             }
@@ -752,6 +759,9 @@ impl Config {
             }
             if let Err(e) = crate::clients::validate_backchannel(&crate::clients::spec_from_config(c)) {
                 return err(key("backchannel_token_delivery_mode"), e.to_string());
+            }
+            if let Err(e) = crate::clients::validate_assisted_token(&crate::clients::spec_from_config(c)) {
+                return err(key("allowed_origins"), e.to_string());
             }
         }
         let mut issuers = BTreeSet::new();

@@ -555,3 +555,90 @@ async fn a_ciba_client_gets_exactly_what_was_approved_on_the_approvals_page() {
     assert_eq!(token["scope"], "openid photos.read");
     t.browser.close().await;
 }
+
+/// A single-page application's page at `http://127.0.0.1:<port>/` that frames `/assisted-token` and
+/// writes every message it receives (origin and data) into `#got`.
+async fn spa_page(listener: tokio::net::TcpListener, frame_src: String) {
+    let html = format!(
+        "<!doctype html><html><body><pre id=\"got\"></pre>\
+         <script>window.addEventListener('message', function (e) {{\
+           document.getElementById('got').textContent += e.origin + ' ' + JSON.stringify(e.data) + '\\n';\
+         }});</script>\
+         <iframe id=\"f\" src=\"{frame_src}\"></iframe></body></html>"
+    );
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let html = html.clone();
+            async move { axum::response::Html(html) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assisted_token_reaches_only_the_registered_origin() {
+    let Some(t) = setup().await else { return };
+    let registered = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let unregistered = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registered_origin = format!("http://{}", registered.local_addr().unwrap());
+    let unregistered_origin = format!("http://{}", unregistered.local_addr().unwrap());
+    t.s.register(json!({
+        "client_id": "spa",
+        "name": "Photo App",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["urn:curity:params:grant-type:assisted-token"],
+        "scopes": ["openid"],
+        "allowed_origins": [registered_origin],
+    }))
+    .await;
+    let frame_src = format!("{}/assisted-token?client_id=spa&scope=openid", t.s.base);
+    spa_page(registered, frame_src.clone()).await;
+    spa_page(unregistered, frame_src).await;
+
+    // Signed in on this server, the frame on the registered origin posts a token to it.
+    t.browser
+        .client
+        .goto(&format!("{}/login", t.s.base))
+        .await
+        .unwrap();
+    t.browser.sign_in("ann", PASSWORD).await;
+    t.browser.wait_for_path("/account").await;
+    let got = |origin: String| {
+        let browser = &t.browser;
+        async move {
+            browser.client.goto(&format!("{origin}/")).await.unwrap();
+            let mut text = String::new();
+            for _ in 0..40 {
+                text = browser
+                    .client
+                    .find(Locator::Id("got"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                if !text.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            text
+        }
+    };
+    let text = got(registered_origin.clone()).await;
+    let (from, data) = text
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("nothing posted: {text:?}"));
+    assert_eq!(from, t.s.base, "posted by the server's page");
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["scope"], "openid", "{data}");
+    assert_eq!(data["token_type"], "Bearer");
+    assert_eq!(claims(data["access_token"].as_str().unwrap())["client_id"], "spa");
+
+    // Framed by an origin it did not register, the page is refused: nothing arrives.
+    let text = got(unregistered_origin).await;
+    assert_eq!(text, "", "an unregistered origin received {text}");
+    t.browser.close().await;
+}

@@ -375,3 +375,46 @@ fn clients_add_refuses_a_scope_the_configuration_does_not_declare() {
     let (ok, _, err) = add("b", &["messages:read", "account.{id}.read", "account.42.read"]);
     assert!(ok, "{err}");
 }
+
+/// `clients add --allowed-origin` registers an assisted token client; a bad origin is refused.
+#[tokio::test]
+async fn clients_add_takes_the_assisted_token_origins() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("consent-ledger.toml"),
+        "[[scopes]]\nname = \"profile\"\n",
+    )
+    .unwrap();
+    let add = |id: &str, origin: &str| {
+        run(
+            dir.path(),
+            &[
+                "--database",
+                &db.url,
+                "clients",
+                "add",
+                "--id",
+                id,
+                "--name",
+                "SPA",
+                "--auth-method",
+                "none",
+                "--grant-type",
+                "urn:curity:params:grant-type:assisted-token",
+                "--allowed-origin",
+                origin,
+                "--scope",
+                "profile",
+            ],
+        )
+    };
+    let (ok, _, err) = add("bad", "https://spa.example/app");
+    assert!(!ok);
+    assert!(err.contains("allowed origin"), "{err}");
+    let (ok, _, err) = add("spa", "https://spa.example");
+    assert!(ok, "{err}");
+    let store = db.open().await;
+    let client: Client = store::get(store.as_ref(), "spa").await.unwrap().unwrap();
+    assert_eq!(client.spec.allowed_origins, ["https://spa.example"]);
+}

@@ -547,6 +547,13 @@ async fn a_stock_oauth2_client_completes_the_device_flow_from_discovery_alone(db
     let scopes: Vec<&str> = token.scopes().unwrap().iter().map(|s| s.as_str()).collect();
     assert_eq!(scopes, ["openid", "photos.read"]);
     assert!(token.refresh_token().is_some());
+    let ann = consent_ledger::users::get(s.app.store.as_ref(), "ann")
+        .await
+        .unwrap()
+        .unwrap();
+    let access = claims(token.access_token().secret());
+    assert_eq!(access["sub"], ann.subject.as_str());
+    assert_eq!(access["scope"], "openid photos.read");
 }
 
 async fn the_device_authorization_endpoint_refuses_what_the_client_may_not_have(db: TestDb) {

@@ -360,6 +360,10 @@ pub struct ClientSpec {
     /// Where the server pings this client when a backchannel request is answered (ping mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_client_notification_endpoint: Option<String>,
+    /// The exact origins (`scheme://host[:port]`) that may frame this client's assisted-token page and
+    /// receive its messages; empty for a client that does not use the assisted token flow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// A client's token exchange permissions (RFC 8693).

@@ -52,7 +52,14 @@ pub enum GrantType {
     DeviceCode,
     /// OpenID CIBA Core: the client polls (or is pinged) while its user answers on `/approvals`.
     Ciba,
+    /// draft-ideskog-assisted-token: a page of this server, framed by the client's registered origin,
+    /// posts it an access token; never accepted at the token endpoint.
+    AssistedToken,
 }
+
+/// The assisted token flow's identifier (draft-ideskog-assisted-token, as Curity names it): listed among a
+/// client's grant types to allow `/assisted-token`, and recorded as its delegations' grant type.
+pub const ASSISTED_TOKEN: &str = "urn:curity:params:grant-type:assisted-token";
 
 impl GrantType {
     /// Parses the `grant_type` parameter.
@@ -84,6 +91,7 @@ impl GrantType {
             GrantType::JwtBearer => jwt_bearer::GRANT_TYPE,
             GrantType::DeviceCode => DEVICE_CODE,
             GrantType::Ciba => ciba::GRANT_TYPE,
+            GrantType::AssistedToken => ASSISTED_TOKEN,
         }
     }
 }
@@ -175,6 +183,9 @@ pub async fn dispatch(
         GrantType::Ciba => ciba::grant(app, client, form, now).await,
         GrantType::Implicit => Err(OAuthError::UnsupportedGrantType(
             "implicit tokens come from the authorization endpoint".into(),
+        )),
+        GrantType::AssistedToken => Err(OAuthError::UnsupportedGrantType(
+            "assisted tokens come from /assisted-token".into(),
         )),
     }
 }

@@ -185,6 +185,7 @@ fn granted_via_text(grant_type: &str) -> &'static str {
         "password" => "with your password, in the application",
         "urn:ietf:params:oauth:grant-type:device_code" => "on another device, with a code",
         "urn:openid:params:grant-type:ciba" => "approved on your approvals page",
+        crate::grants::ASSISTED_TOKEN => "signed in on this site, for a web application",
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => "vouched for by a trusted service",
         "urn:ietf:params:oauth:grant-type:token-exchange" => "passed on by another application",
         _ => "another way",

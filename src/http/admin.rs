@@ -166,6 +166,9 @@ pub struct ClientRequest {
     pub backchannel_token_delivery_mode: Option<String>,
     #[serde(default)]
     pub backchannel_client_notification_endpoint: Option<String>,
+    /// The assisted token flow: the origins that may frame `/assisted-token` for this client.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn client_secret_basic() -> String {
@@ -203,6 +206,7 @@ impl ClientRequest {
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             backchannel_token_delivery_mode,
             backchannel_client_notification_endpoint: self.backchannel_client_notification_endpoint,
+            allowed_origins: self.allowed_origins,
         })
     }
 }

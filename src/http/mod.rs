@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod approval;
+mod assisted_token;
 mod authorize;
 mod ciba;
 mod client_auth;
@@ -80,6 +81,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/static/style.css", get(crate::pages::stylesheet))
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
+        .merge(assisted_token::routes())
         .merge(device::routes())
         .merge(ciba::routes())
         .merge(login::routes())

@@ -714,6 +714,11 @@ pub struct ClientRegistration {
     backchannel_token_delivery_mode: Option<DeliveryModeSchema>,
     /// Ping mode only, and required there: `https`, or `http` on a loopback address.
     backchannel_client_notification_endpoint: Option<String>,
+    /// The assisted token flow (`/assisted-token`): exact origins `scheme://host[:port]` (`https`, or
+    /// `http` on loopback; at most 16). Required with the grant type
+    /// `urn:curity:params:grant-type:assisted-token`, refused without it; only for a public client.
+    #[serde(default)]
+    allowed_origins: Vec<String>,
 }
 
 /// What a client may do with token exchange (RFC 8693). At least one of `impersonation` and `actors`
