@@ -74,6 +74,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// What auditors wait for: adds `--events` token events to this ledger (none with 0), then times
+    /// `audit verify` and `audit replay` on it and reads each one's peak memory (VmHWM).
+    Audit {
+        /// Events to add before measuring.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
     /// `refresh_token` over HTTP: each worker rotates its own delegation's refresh token, request after
     /// request, against an in-process server at several concurrencies.
     Refresh {
@@ -158,6 +165,15 @@ pub async fn run(cmd: BenchCommand, url: &str) -> Result<ExitCode, CliError> {
         } => {
             let store = store::open(url).await?;
             let result = grants(store.clone(), requests, concurrency.max(1)).await;
+            store.close().await;
+            for line in result? {
+                println!("{} {line}", crate::cli::redact(url));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Audit { events } => {
+            let store = store::open(url).await?;
+            let result = audit(&store, events).await;
             store.close().await;
             for line in result? {
                 println!("{} {line}", crate::cli::redact(url));
@@ -548,6 +564,87 @@ async fn compare(
         line("appends", "events/s", &fa, &aa),
         line("client_credentials", "tokens/s", &ft, &at),
     ])
+}
+
+/// Fills the ledger with `events` events, then times verify and replay on it, each with its peak memory.
+async fn audit(store: &Arc<dyn EventStore>, events: u64) -> Result<Vec<String>, CliError> {
+    use crate::audit::{replay, verify};
+    if events > 0 {
+        let started = stopwatch();
+        fill(store.clone(), events).await?;
+        eprintln!(
+            "added {events} events in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let count = store.head().await?.position;
+    let mut lines = Vec::new();
+
+    let peak = PeakMemory::reset();
+    let started = stopwatch();
+    let verdict = verify::verify(store.as_ref(), None).await?;
+    let took = started.elapsed();
+    if !matches!(verdict, verify::Verdict::Intact { .. }) {
+        return Err(CliError::Usage(format!(
+            "the ledger does not verify: {verdict:?}"
+        )));
+    }
+    lines.push(audit_line("audit verify", count, took, peak.read()));
+
+    let peak = PeakMemory::reset();
+    let started = stopwatch();
+    let diffs = replay::compare(store.as_ref()).await?;
+    let took = started.elapsed();
+    if !diffs.is_empty() {
+        return Err(CliError::Usage(format!(
+            "the replay differs from the stored rows in {} places",
+            diffs.len()
+        )));
+    }
+    lines.push(audit_line("audit replay", count, took, peak.read()));
+    Ok(lines)
+}
+
+fn audit_line(what: &str, events: u64, took: Duration, peak_bytes: Option<u64>) -> String {
+    let peak = peak_bytes.map_or_else(
+        || "peak memory unknown".to_owned(),
+        |b| format!("peak RSS {} MB", b / 1_000_000),
+    );
+    format!(
+        "{what} of {events} events in {:.2} s ({:.0} events/s), {peak}",
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64().max(1e-9)
+    )
+}
+
+/// The process's peak resident memory since [`PeakMemory::reset`] (Linux: `VmHWM`).
+struct PeakMemory;
+
+impl PeakMemory {
+    /// Resets the kernel's high-water mark to the current resident size, where the kernel allows it.
+    fn reset() -> PeakMemory {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        PeakMemory
+    }
+
+    /// The high-water mark in bytes, `None` where `/proc/self/status` does not say.
+    fn read(&self) -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        vm_hwm_bytes(&status)
+    }
+}
+
+/// The `VmHWM:   123 kB` line of a `/proc/<pid>/status` text, in bytes.
+fn vm_hwm_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Appends `count` token events to distinct streams, a hundred per append, as fast as the writer takes
@@ -1089,4 +1186,16 @@ fn machine_client(
 #[allow(clippy::disallowed_methods)] // timing the benchmark is what a monotonic clock is for
 fn stopwatch() -> Instant {
     Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_memory_is_read_from_the_vm_hwm_line() {
+        let status = "Name:\tconsent-ledger\nVmPeak:\t  900 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(vm_hwm_bytes(status), Some(2048 * 1024));
+        assert_eq!(vm_hwm_bytes("Name:\tx\n"), None);
+    }
 }

@@ -10,6 +10,7 @@ use projections::clients::Client;
 use projections::event::{ClientAudience, ClientKind, ClientSpec, UnixSeconds};
 
 use crate::app::App;
+use crate::audit::progress::{self, Progress};
 use crate::audit::replay::{self, Until};
 use crate::audit::verify::{self, Anchor, Verdict};
 use crate::config::{Config, ConfigError};
@@ -31,6 +32,9 @@ pub struct Cli {
     /// Log lines as text for people, or as one JSON object per line for a log pipeline.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// No progress on standard error for long commands (audit verify, audit replay).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -229,13 +233,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         .database
         .or_else(|| config.database.clone())
         .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    let progress_mode = if cli.quiet {
+        progress::Mode::Quiet
+    } else {
+        progress::Mode::Auto
+    };
     match cli.command {
         Command::Bench(cmd) => return crate::bench::run(cmd, &url).await,
         Command::Audit(AuditCommand::Replay { until: Some(u) }) => {
             // Parse before opening so a typo does not touch the database.
             let until = parse_until(&u)?;
             let store = store::open(&url).await?;
-            let (state, last) = replay::fold(store.as_ref(), until).await?;
+            let mut progress = Progress::new(progress_mode, "replay", "events", 0);
+            let (state, last) = replay::fold_with(store.as_ref(), until, &mut progress).await?;
             let out = serde_json::json!({ "position": last, "state": state });
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             store.close().await;
@@ -342,7 +352,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ExitCode::SUCCESS
         }
         Command::Audit(AuditCommand::Verify { anchor }) => {
-            match verify::verify(store.as_ref(), anchor.as_ref()).await? {
+            let mut progress = Progress::new(progress_mode, "verify", "events", 0);
+            match verify::verify_with(store.as_ref(), anchor.as_ref(), &mut progress).await? {
                 Verdict::Intact { count, head_hash } => {
                     println!("intact: {count} events, head {head_hash}");
                     ExitCode::SUCCESS
@@ -370,7 +381,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
         }
         Command::Audit(AuditCommand::Replay { .. }) => {
-            let diffs = replay::compare(store.as_ref()).await?;
+            let mut progress = Progress::new(progress_mode, "replay", "events and rows", 0);
+            let diffs = replay::compare_with(store.as_ref(), &mut progress).await?;
             if diffs.is_empty() {
                 println!("replay matches the stored projections");
                 ExitCode::SUCCESS

@@ -143,6 +143,53 @@ async fn replay_reports_a_projection_row_that_differs_from_the_log(db: TestDb) {
     assert!(out.contains("2 difference(s)"), "{out}");
 }
 
+async fn replay_reports_a_stored_row_no_event_produced(db: TestDb) {
+    ledger_of_five(&db).await;
+    db.exec(
+        "INSERT INTO tokens (id, subject, client_id, delegation_id, state) \
+         SELECT 'j6', subject, client_id, delegation_id, state FROM tokens WHERE id = 'j1'",
+    )
+    .await;
+    let (code, out, _) = cli(&db, &["audit", "replay"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tokens j6: stored, not in the replay"), "{out}");
+    assert!(out.contains("1 difference(s)"), "{out}");
+}
+
+/// The comparison in several passes (what a large ledger gets) finds what one pass finds.
+async fn replay_in_parts_finds_what_one_pass_finds(db: TestDb) {
+    use consent_ledger::audit::{progress::Progress, replay};
+    ledger_of_five(&db).await;
+    let store = db.open().await;
+    assert_eq!(
+        replay::compare_in(store.as_ref(), 4, &mut Progress::quiet())
+            .await
+            .unwrap(),
+        vec![]
+    );
+    store.close().await;
+    db.exec("UPDATE tokens SET state = replace(state, '\"read\"', '\"admin\"') WHERE id = 'j4'")
+        .await;
+    db.exec("DELETE FROM tokens WHERE id = 'j5'").await;
+    db.exec(
+        "INSERT INTO tokens (id, subject, client_id, delegation_id, state) \
+         SELECT 'j6', subject, client_id, delegation_id, state FROM tokens WHERE id = 'j1'",
+    )
+    .await;
+    let store = db.open().await;
+    let whole = replay::compare_in(store.as_ref(), 1, &mut Progress::quiet())
+        .await
+        .unwrap();
+    assert_eq!(whole.len(), 3, "{whole:?}");
+    for parts in [2, 3, 7] {
+        let split = replay::compare_in(store.as_ref(), parts, &mut Progress::quiet())
+            .await
+            .unwrap();
+        assert_eq!(split, whole, "{parts} parts");
+    }
+    store.close().await;
+}
+
 on_both_stores!(
     an_intact_ledger_verifies_and_replays,
     one_changed_byte_is_found_at_its_position,
@@ -150,6 +197,8 @@ on_both_stores!(
     two_swapped_events_are_found_at_the_first,
     a_truncated_tail_is_found_even_after_new_appends,
     replay_reports_a_projection_row_that_differs_from_the_log,
+    replay_reports_a_stored_row_no_event_produced,
+    replay_in_parts_finds_what_one_pass_finds,
 );
 
 #[test]

@@ -57,7 +57,18 @@ pub struct LedgerState {
 }
 
 fn apply_to<P: Projection>(map: &mut BTreeMap<String, P>, event: &RecordedEvent) {
+    apply_where(map, event, &mut |_, _| true);
+}
+
+fn apply_where<P: Projection>(
+    map: &mut BTreeMap<String, P>,
+    event: &RecordedEvent,
+    keep: &mut impl FnMut(&'static str, &str) -> bool,
+) {
     for id in P::touched(&event.event) {
+        if !keep(P::TABLE, id) {
+            continue;
+        }
         let old = map.remove(id);
         if let Some(new) = P::apply(old, id, event) {
             map.insert(id.to_owned(), new);
@@ -144,6 +155,86 @@ impl LedgerState {
         apply_to(&mut self.trusted_issuers, event);
         apply_to(&mut self.device_authorizations, event);
         apply_to(&mut self.backchannel_requests, event);
+    }
+
+    /// Folds one event into only the rows `keep(table, id)` accepts.
+    ///
+    /// By the [`Projection`] invariant a row depends only on the events that touch it, so folding the
+    /// whole log with a `keep` that accepts a subset of the rows gives exactly those rows of the full
+    /// fold: the rows can be folded part by part, in bounded memory.
+    pub fn apply_where(&mut self, event: &RecordedEvent, mut keep: impl FnMut(&'static str, &str) -> bool) {
+        apply_where(&mut self.clients, event, &mut keep);
+        apply_where(&mut self.signing_keys, event, &mut keep);
+        apply_where(&mut self.delegations, event, &mut keep);
+        apply_where(&mut self.consents, event, &mut keep);
+        apply_where(&mut self.tokens, event, &mut keep);
+        apply_where(&mut self.refresh_tokens, event, &mut keep);
+        apply_where(&mut self.users, event, &mut keep);
+        apply_where(&mut self.authorization_codes, event, &mut keep);
+        apply_where(&mut self.trusted_issuers, event, &mut keep);
+        apply_where(&mut self.device_authorizations, event, &mut keep);
+        apply_where(&mut self.backchannel_requests, event, &mut keep);
+    }
+
+    /// Whether `event` touches any row `keep(table, id)` accepts.
+    pub fn touches_any(event: &Event, mut keep: impl FnMut(&'static str, &str) -> bool) -> bool {
+        fn any<P: Projection>(event: &Event, keep: &mut impl FnMut(&'static str, &str) -> bool) -> bool {
+            P::touched(event).into_iter().any(|id| keep(P::TABLE, id))
+        }
+        any::<Client>(event, &mut keep)
+            || any::<SigningKey>(event, &mut keep)
+            || any::<Delegation>(event, &mut keep)
+            || any::<Consent>(event, &mut keep)
+            || any::<Token>(event, &mut keep)
+            || any::<RefreshToken>(event, &mut keep)
+            || any::<User>(event, &mut keep)
+            || any::<AuthorizationCode>(event, &mut keep)
+            || any::<TrustedIssuer>(event, &mut keep)
+            || any::<DeviceAuthorization>(event, &mut keep)
+            || any::<BackchannelRequest>(event, &mut keep)
+    }
+
+    /// Number of rows in every table.
+    pub fn row_count(&self) -> usize {
+        self.clients.len()
+            + self.signing_keys.len()
+            + self.delegations.len()
+            + self.consents.len()
+            + self.tokens.len()
+            + self.refresh_tokens.len()
+            + self.users.len()
+            + self.authorization_codes.len()
+            + self.trusted_issuers.len()
+            + self.device_authorizations.len()
+            + self.backchannel_requests.len()
+    }
+
+    /// Removes one row and gives it serialized as the store would hold it; `None` when absent.
+    pub fn take_row(
+        &mut self,
+        table: &str,
+        id: &str,
+    ) -> Option<Result<serde_json::Value, serde_json::Error>> {
+        fn take<P: Projection>(
+            map: &mut BTreeMap<String, P>,
+            id: &str,
+        ) -> Option<Result<serde_json::Value, serde_json::Error>> {
+            map.remove(id).map(|row| serde_json::to_value(&row))
+        }
+        match table {
+            t if t == Client::TABLE => take(&mut self.clients, id),
+            t if t == SigningKey::TABLE => take(&mut self.signing_keys, id),
+            t if t == Delegation::TABLE => take(&mut self.delegations, id),
+            t if t == Consent::TABLE => take(&mut self.consents, id),
+            t if t == Token::TABLE => take(&mut self.tokens, id),
+            t if t == RefreshToken::TABLE => take(&mut self.refresh_tokens, id),
+            t if t == User::TABLE => take(&mut self.users, id),
+            t if t == AuthorizationCode::TABLE => take(&mut self.authorization_codes, id),
+            t if t == TrustedIssuer::TABLE => take(&mut self.trusted_issuers, id),
+            t if t == DeviceAuthorization::TABLE => take(&mut self.device_authorizations, id),
+            t if t == BackchannelRequest::TABLE => take(&mut self.backchannel_requests, id),
+            _ => None,
+        }
     }
 
     /// Folds a sequence of events from the empty state.

@@ -1,9 +1,9 @@
 //! Recomputes the hash chain over the whole log.
 
-use futures_util::StreamExt;
 use projections::chain::{self, Link};
 
-use crate::store::{EventStore, StoreError};
+use crate::audit::progress::Progress;
+use crate::store::{EventStore, StoreError, StoredEvent};
 
 /// A position and hash an auditor recorded earlier and expects the chain still to contain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,12 +37,24 @@ pub enum Verdict {
 
 /// Walks the log from position 1, recomputing each hash from the stored fields.
 pub async fn verify(store: &dyn EventStore, anchor: Option<&Anchor>) -> Result<Verdict, StoreError> {
-    let mut prev = chain::GENESIS;
-    let mut expected = 1u64;
-    let mut anchor_seen = anchor.is_none_or(|a| a.position == 0);
-    let mut events = store.stream_from(1);
-    while let Some(e) = events.next().await {
-        let e = e?;
+    verify_with(store, anchor, &mut Progress::quiet()).await
+}
+
+/// Events read per statement.
+pub const PAGE_SIZE: u32 = 5_000;
+
+/// The walk's state between events.
+struct Walk<'a> {
+    prev: [u8; 32],
+    expected: u64,
+    anchor: Option<&'a Anchor>,
+    anchor_seen: bool,
+}
+
+impl Walk<'_> {
+    /// Checks the next stored event; `Some` when the chain breaks there.
+    fn check(&mut self, e: &StoredEvent) -> Option<Verdict> {
+        let expected = self.expected;
         if e.position != expected {
             let reason = if e.position > expected {
                 format!(
@@ -52,13 +64,13 @@ pub async fn verify(store: &dyn EventStore, anchor: Option<&Anchor>) -> Result<V
             } else {
                 format!("position {} stored out of order", e.position)
             };
-            return Ok(Verdict::Broken {
+            return Some(Verdict::Broken {
                 position: expected,
                 reason,
             });
         }
         let computed = chain::link_hash(
-            &prev,
+            &self.prev,
             &Link {
                 position: e.position,
                 stream_id: &e.stream_id,
@@ -70,37 +82,75 @@ pub async fn verify(store: &dyn EventStore, anchor: Option<&Anchor>) -> Result<V
             },
         );
         let Some(stored) = chain::parse_hash(&e.hash) else {
-            return Ok(Verdict::Broken {
+            return Some(Verdict::Broken {
                 position: e.position,
                 reason: format!("stored hash {:?} is not a hash", e.hash),
             });
         };
         if computed != stored {
-            return Ok(Verdict::Broken {
+            return Some(Verdict::Broken {
                 position: e.position,
                 reason: "hash does not match the event's contents or the previous event's hash".into(),
             });
         }
         if let Err(err) = e.decode() {
-            return Ok(Verdict::Broken {
+            return Some(Verdict::Broken {
                 position: e.position,
                 reason: format!("not a readable event: {err}"),
             });
         }
-        if let Some(a) = anchor
+        if let Some(a) = self.anchor
             && a.position == e.position
         {
             if a.hash != e.hash {
-                return Ok(Verdict::Broken {
+                return Some(Verdict::Broken {
                     position: e.position,
                     reason: format!("hash differs from the anchor {}", a.hash),
                 });
             }
-            anchor_seen = true;
+            self.anchor_seen = true;
         }
-        prev = stored;
-        expected += 1;
+        self.prev = stored;
+        self.expected += 1;
+        None
     }
+}
+
+/// [`verify`], reporting progress in events. The next page is read while this one is hashed, so the
+/// database and the hashing overlap on two cores.
+pub async fn verify_with(
+    store: &dyn EventStore,
+    anchor: Option<&Anchor>,
+    progress: &mut Progress,
+) -> Result<Verdict, StoreError> {
+    let mut walk = Walk {
+        prev: chain::GENESIS,
+        expected: 1,
+        anchor,
+        anchor_seen: anchor.is_none_or(|a| a.position == 0),
+    };
+    progress.set_total(store.head().await?.position);
+    let mut page = store.read_from(1, PAGE_SIZE).await?;
+    while let Some(last) = page.last() {
+        let following = last.position + 1;
+        let (next, broken) = futures_util::future::join(store.read_from(following, PAGE_SIZE), async {
+            page.iter().find_map(|e| walk.check(e))
+        })
+        .await;
+        if let Some(verdict) = broken {
+            progress.finish();
+            return Ok(verdict);
+        }
+        progress.set(walk.expected - 1);
+        page = next?;
+    }
+    progress.finish();
+    let Walk {
+        prev,
+        expected,
+        anchor_seen,
+        ..
+    } = walk;
     let last = expected - 1;
     let last_hash = hex::encode(prev);
     let head = store.head().await?;

@@ -444,6 +444,18 @@ pub trait EventStore: OffLedger {
     /// Every projection row of every table, for replay comparison.
     async fn all_rows(&self) -> Result<Vec<StoredRow>, StoreError>;
 
+    /// Up to `limit` rows of `table` with ids after `after`, in id order, as `(id, state text)`: a
+    /// bounded page for reading a table from end to end.
+    async fn rows_page(
+        &self,
+        table: &'static str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Number of projection rows in every table together.
+    async fn row_count(&self) -> Result<u64, StoreError>;
+
     /// Ready: reachable and fully migrated.
     async fn ready(&self) -> Result<(), StoreError>;
 

@@ -186,6 +186,47 @@ where
         Ok(out)
     }
 
+    async fn rows_page(
+        &self,
+        table: &'static str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let table = table_name(table)?;
+        let limit = i64::from(limit.min(READ_LIMIT_MAX));
+        let rows = match after {
+            Some(after) => {
+                let sql = format!("SELECT id, state FROM {table} WHERE id > $1 ORDER BY id LIMIT $2");
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                let sql = format!("SELECT id, state FROM {table} ORDER BY id LIMIT $1");
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn row_count(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for table in TABLES {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            let n: i64 = sqlx::query(AssertSqlSafe(sql))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+            total += position(n)?;
+        }
+        Ok(total)
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         let row = sqlx::query("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(&self.pool)
