@@ -422,15 +422,7 @@ mod tests {
     }
 
     fn user() -> User {
-        User {
-            username: "ann".into(),
-            subject: "sub-ann".into(),
-            attributes: Value::Null,
-            has_password: true,
-            totp_enabled: false,
-            created_at: 0,
-            disabled: None,
-        }
+        crate::policy::authorizers::testing::ann()
     }
 
     fn given(code: AuthorizationCode) -> Facts {

@@ -250,7 +250,6 @@ mod tests {
     use super::*;
     use crate::policy::authorizers::testing::{self, NOW, client};
     use projections::event::{AuthContext, BackchannelDeliveryMode, GrantedScope};
-    use serde_json::Value;
 
     fn policy() -> Policy {
         testing::policy(
@@ -311,15 +310,7 @@ mod tests {
     }
 
     fn user() -> User {
-        User {
-            username: "ann".into(),
-            subject: "sub-ann".into(),
-            attributes: Value::Null,
-            has_password: true,
-            totp_enabled: false,
-            created_at: 0,
-            disabled: None,
-        }
+        crate::policy::authorizers::testing::ann()
     }
 
     fn given(status: BackchannelStatus, pace: Option<Pace>) -> Facts {

@@ -200,7 +200,6 @@ mod tests {
     use crate::policy::authorizers::testing::{self, NOW, client};
     use crate::policy::external::External;
     use projections::event::{Actors, TokenExchangeSettings};
-    use projections::users::User;
 
     const ISSUER: &str = "https://id.example";
 
@@ -249,15 +248,7 @@ mod tests {
             }),
             actor,
             absent: user_absent::Facts {
-                user: Some(User {
-                    username: "ann".into(),
-                    subject: "sub-ann".into(),
-                    attributes: Value::Null,
-                    has_password: true,
-                    totp_enabled: false,
-                    created_at: 0,
-                    disabled: None,
-                }),
+                user: Some(crate::policy::authorizers::testing::ann()),
                 consents: vec![],
                 external: External::default(),
             },

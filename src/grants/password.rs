@@ -144,7 +144,6 @@ mod tests {
     use crate::policy::authorizers::testing::{self, NOW, client};
     use crate::policy::external::External;
     use projections::users::User;
-    use serde_json::Value;
 
     fn policy() -> Policy {
         testing::policy(
@@ -182,13 +181,8 @@ mod tests {
     fn given(totp: bool) -> Facts {
         Facts {
             user: Some(User {
-                username: "ann".into(),
-                subject: "sub-ann".into(),
-                attributes: Value::Null,
-                has_password: true,
                 totp_enabled: totp,
-                created_at: 0,
-                disabled: None,
+                ..crate::policy::authorizers::testing::ann()
             }),
             consents: vec![],
             external: External::default(),

@@ -269,15 +269,7 @@ mod tests {
     }
 
     fn ann() -> User {
-        User {
-            username: "ann".into(),
-            subject: "sub-ann".into(),
-            attributes: Value::Null,
-            has_password: true,
-            totp_enabled: false,
-            created_at: 0,
-            disabled: None,
-        }
+        crate::policy::authorizers::testing::ann()
     }
 
     fn consent(scope: &str, decision: Granted, expires_at: Option<UnixSeconds>) -> Consent {

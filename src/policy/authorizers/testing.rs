@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use projections::clients::Client;
 use projections::delegations::Delegation;
 use projections::event::{AuthContext, ClientAudience, ClientKind, ClientSpec, UnixSeconds};
+use projections::users::User;
 use serde_json::Value;
 
 use crate::policy::authorizer::{Authorize, Context, ScopeRequest, Verdict};
@@ -17,6 +18,19 @@ pub const NOW: UnixSeconds = 1_700_000_000;
 pub fn policy(toml: &str) -> crate::issuance::Policy {
     let config = crate::config::Config::parse("policy.toml", toml).unwrap();
     crate::issuance::Policy::from_config(&config).unwrap()
+}
+
+/// Ann, an enabled local user with a password and no second factor, subject `sub-ann`.
+pub fn ann() -> User {
+    User {
+        username: "ann".into(),
+        subject: "sub-ann".into(),
+        attributes: Value::Null,
+        has_password: true,
+        totp_enabled: false,
+        created_at: 0,
+        disabled: None,
+    }
 }
 
 /// A client with `client_id`: third-party, for humans, registered by an administrator, using the
