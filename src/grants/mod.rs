@@ -397,3 +397,60 @@ pub async fn prepare_exchanged_token(
         request,
     ))
 }
+
+/// Adds to a new delegation's issuance for `user` what its access token comes with: a refresh token when
+/// the client may refresh, and an ID token when `openid` was granted (with the sign-in's `auth` and the
+/// authorization request's `nonce`). Returns the append with their records.
+#[allow(clippy::too_many_arguments)] // the issuance's facts, the response it completes and its instant
+pub(crate) async fn with_user_tokens(
+    app: &App,
+    policy: &Policy,
+    client: &Client,
+    user: &projections::users::User,
+    auth: &projections::event::AuthContext,
+    nonce: Option<&str>,
+    decision: &Decision,
+    delegation_id: &str,
+    response: &mut TokenResponse,
+    mut append: AppendRequest,
+    now: UnixSeconds,
+) -> Result<AppendRequest, OAuthError> {
+    let scopes = decision.scope_names();
+    if client
+        .spec
+        .grant_types
+        .iter()
+        .any(|g| g == GrantType::RefreshToken.name())
+    {
+        let (value, minted) = refresh::mint(refresh::Minting {
+            delegation_id,
+            client_id: &client.spec.client_id,
+            subject: &user.subject,
+            scopes: scopes.clone(),
+            now,
+            lifetime_seconds: app.config.tokens.refresh_token_seconds,
+            parent_hash: None,
+        })?;
+        response.refresh_token = Some(value);
+        append = append.and(minted);
+    }
+    if scopes.iter().any(|s| s == crate::oidc::OPENID) {
+        let (jwt, recorded) = crate::oidc::id_token(
+            app,
+            crate::oidc::IdTokenFor {
+                client,
+                user,
+                auth,
+                nonce,
+                scopes: &scopes,
+                delegation_id,
+                policy_version: &policy.version,
+                now,
+            },
+        )
+        .await?;
+        response.id_token = Some(jwt);
+        append = append.and(recorded);
+    }
+    Ok(append)
+}

@@ -6,14 +6,12 @@ use projections::clients::Client;
 use projections::event::{AuthContext, GrantedScope, UnixSeconds};
 use projections::users::User;
 
-use super::refresh::{self, Minting};
 use super::{GrantType, TokenResponse, prepare_access_token};
 use crate::app::App;
 use crate::authorize::issue;
 use crate::delegations::{self, Creation};
 use crate::issuance::{self, Decision, IssuanceRequest, Policy};
 use crate::oauth::OAuthError;
-use crate::oidc::{self, IdTokenFor, OPENID};
 use crate::policy::external::{self, External};
 use crate::store::{AppendError, AppendRequest};
 
@@ -146,44 +144,20 @@ pub async fn record(
         Some(delegation_id.clone()),
     )
     .await?;
-    let mut append = created.and(redeemed).and(access);
-    let scopes = decision.scope_names();
-    if client
-        .spec
-        .grant_types
-        .iter()
-        .any(|g| g == GrantType::RefreshToken.name())
-    {
-        let (value, minted) = refresh::mint(Minting {
-            delegation_id: &delegation_id,
-            client_id: &client.spec.client_id,
-            subject: &user.subject,
-            scopes: scopes.clone(),
-            now,
-            lifetime_seconds: app.config.tokens.refresh_token_seconds,
-            parent_hash: None,
-        })?;
-        response.refresh_token = Some(value);
-        append = append.and(minted);
-    }
-    if scopes.iter().any(|s| s == OPENID) {
-        let (jwt, recorded) = oidc::id_token(
-            app,
-            IdTokenFor {
-                client,
-                user,
-                auth,
-                nonce: None,
-                scopes: &scopes,
-                delegation_id: &delegation_id,
-                policy_version: &policy.version,
-                now,
-            },
-        )
-        .await?;
-        response.id_token = Some(jwt);
-        append = append.and(recorded);
-    }
+    let append = super::with_user_tokens(
+        app,
+        policy,
+        client,
+        user,
+        auth,
+        None,
+        decision,
+        &delegation_id,
+        &mut response,
+        created.and(redeemed).and(access),
+        now,
+    )
+    .await?;
     match app.store.append(append).await {
         Ok(_) => Ok(response),
         // Another poll redeemed the request first.
