@@ -69,6 +69,16 @@ impl App {
             problem,
         })?;
         let issuer = config.issuer.clone();
+        let kek = config
+            .key_encryption_key
+            .as_deref()
+            .map(crate::keys::Kek::parse)
+            .transpose()
+            .map_err(|e| crate::config::ConfigError {
+                file: "configuration".into(),
+                key: "key_encryption_key".into(),
+                problem: e.to_string(),
+            })?;
         let keys = KeyRing::new(
             KeyDir::new(&config.key_dir),
             config.signing_alg,
@@ -77,7 +87,8 @@ impl App {
                 .tokens
                 .access_token_seconds
                 .max(config.tokens.id_token_seconds),
-        );
+        )
+        .with_kek(kek);
         // Redirects are not followed: a decision point that answers elsewhere is misconfigured, and a 3xx
         // denies like any other non-2xx. Built rather than `Client::new()`, which panics on failure.
         let http = reqwest::Client::builder()

@@ -50,6 +50,10 @@ pub struct Config {
     /// Where private signing keys live (owner-only files). Nodes sharing a database share this directory.
     #[serde(default = "default_key_dir")]
     pub key_dir: PathBuf,
+    /// 32 bytes (hex or base64url) under which private signing keys are also kept sealed in the database,
+    /// so nodes given the same value need not share `key_dir`. Never written anywhere by the server.
+    #[serde(default)]
+    pub key_encryption_key: Option<String>,
     #[serde(default)]
     pub signing_alg: Algorithm,
     /// Bearer token for `/admin`; the admin API is off when unset.
@@ -518,6 +522,7 @@ impl Default for Config {
             bind: default_bind(),
             database: None,
             key_dir: default_key_dir(),
+            key_encryption_key: None,
             signing_alg: Algorithm::default(),
             admin_token: None,
             metrics_token: None,
@@ -582,6 +587,9 @@ impl Config {
         }
         if let Some(v) = env("METRICS_TOKEN") {
             config.metrics_token = Some(v);
+        }
+        if let Some(v) = env("KEY_ENCRYPTION_KEY") {
+            config.key_encryption_key = Some(v);
         }
         config.validate(&file)?;
         Ok(config)
@@ -682,6 +690,9 @@ impl Config {
             && t.len() < 32
         {
             return err("metrics_token".into(), "must be at least 32 characters".into());
+        }
+        if let Some(Err(e)) = self.key_encryption_key.as_deref().map(crate::keys::Kek::parse) {
+            return err("key_encryption_key".into(), e.to_string());
         }
         let policy = crate::issuance::Policy::from_config(self).map_err(|(key, problem)| ConfigError {
             file: file.to_owned(),

@@ -50,11 +50,19 @@ impl KeyDir {
         f.sync_all().map_err(|e| Self::err(&path, e))
     }
 
-    /// Reads the private key for `kid`.
-    pub fn load(&self, kid: &str, alg: Algorithm) -> Result<KeyMaterial, KeyError> {
+    /// Reads the private key for `kid`; `None` when this directory has no file for it.
+    pub fn load(&self, kid: &str, alg: Algorithm) -> Result<Option<KeyMaterial>, KeyError> {
         let path = self.file(kid, alg);
-        let bytes = std::fs::read(&path).map_err(|e| Self::err(&path, e))?;
-        KeyMaterial::from_pkcs8(kid.to_owned(), alg, bytes)
+        match std::fs::read(&path) {
+            Ok(bytes) => KeyMaterial::from_pkcs8(kid.to_owned(), alg, bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::err(&path, e)),
+        }
+    }
+
+    /// Where the file of `kid` would be, for messages.
+    pub fn describe(&self, kid: &str, alg: Algorithm) -> String {
+        self.file(kid, alg).display().to_string()
     }
 
     /// Removes a key file that never made it into the ledger.

@@ -1,15 +1,19 @@
 //! Signing keys: generation, the private halves on disk, and signing JWTs.
 //!
 //! Private keys live as PKCS#8 files in the key directory (owner-only permissions); only public JWKs and
-//! `kid`s enter the ledger. Servers sharing one PostgreSQL ledger must share the key directory too.
+//! `kid`s enter the ledger. Servers sharing one PostgreSQL ledger either share the key directory or are
+//! each given the same key-encryption key, under which every private key is also kept sealed in the
+//! database (`sealed.rs`), outside the ledger.
 
 mod dir;
 mod material;
 mod ring;
+mod sealed;
 
 pub use dir::KeyDir;
 pub use material::KeyMaterial;
 pub use ring::KeyRing;
+pub use sealed::{Kek, SealError};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,4 +79,14 @@ pub enum KeyError {
     Store(#[from] crate::store::StoreError),
     #[error("recording the key failed: {0}")]
     Append(String),
+    #[error(
+        "signing key {kid} is in the ledger but its private half is neither at {file} nor sealed in the database{hint}"
+    )]
+    Missing {
+        kid: String,
+        file: String,
+        hint: &'static str,
+    },
+    #[error("signing key {kid} sealed in the database: {source}")]
+    Sealed { kid: String, source: SealError },
 }

@@ -7,11 +7,14 @@ use projections::event::{SigningKeyActivated, SigningKeyAdded, SigningKeyRetired
 use projections::keys::{KeyStatus, SigningKey};
 use projections::{Event, queries};
 
-use super::{Algorithm, KeyDir, KeyError, KeyMaterial};
+use super::{Algorithm, Kek, KeyDir, KeyError, KeyMaterial};
 use crate::store::{self, AppendError, AppendRequest, EventStore, ExpectedVersion, RowFilter};
 
 /// The stream every key event is appended to, so rotations are serialised by its version.
 pub const KEYS_STREAM: &str = projections::event::streams::SIGNING_KEYS;
+
+/// The off-ledger namespace holding sealed private keys, by `kid`.
+const SEALED_NAMESPACE: &str = "signing-key";
 
 /// How long a process keeps signing with the key it last saw before asking the ledger again.
 pub const CURRENT_KEY_CACHE: Duration = Duration::from_secs(10);
@@ -26,6 +29,8 @@ fn fresh(at: UnixSeconds, now: UnixSeconds) -> bool {
 /// registered (RS256 unless it asked for another), generated and recorded the first time it is needed.
 pub struct KeyRing {
     dir: KeyDir,
+    /// With it, every private key is also sealed in the database, where other nodes find it.
+    kek: Option<Kek>,
     alg: Algorithm,
     /// Longest lifetime of any token signed; a retired key stays published this long (plus the cache).
     token_lifetime_max: i64,
@@ -51,10 +56,59 @@ impl KeyRing {
     pub fn new(dir: KeyDir, alg: Algorithm, token_lifetime_max: i64) -> Self {
         KeyRing {
             dir,
+            kek: None,
             alg,
             token_lifetime_max,
             current: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Keeps every private key sealed under `kek` in the database too, and reads keys this node's
+    /// directory lacks from there.
+    pub fn with_kek(mut self, kek: Option<Kek>) -> Self {
+        self.kek = kek;
+        self
+    }
+
+    /// The private half of `kid`: the file in this node's directory, or else the copy sealed in the
+    /// database. A key found only as a file is sealed into the database on the way, so a deployment that
+    /// adds a key-encryption key later needs no step of its own.
+    async fn load(
+        &self,
+        store: &dyn EventStore,
+        kid: &str,
+        alg: Algorithm,
+        now: UnixSeconds,
+    ) -> Result<KeyMaterial, KeyError> {
+        let sealed_err = |source| KeyError::Sealed {
+            kid: kid.to_owned(),
+            source,
+        };
+        if let Some(key) = self.dir.load(kid, alg)? {
+            if let Some(kek) = &self.kek {
+                let sealed = kek.seal(kid, alg, &key.pkcs8).map_err(sealed_err)?;
+                store
+                    .off_ledger_insert(SEALED_NAMESPACE, kid, &sealed, None, now)
+                    .await?;
+            }
+            return Ok(key);
+        }
+        let missing = |hint| KeyError::Missing {
+            kid: kid.to_owned(),
+            file: self.dir.describe(kid, alg),
+            hint,
+        };
+        let Some(kek) = &self.kek else {
+            return Err(missing(
+                " (give every node the same key_dir, or the same key_encryption_key)",
+            ));
+        };
+        let sealed = store
+            .off_ledger_get(SEALED_NAMESPACE, kid, now)
+            .await?
+            .ok_or_else(|| missing(" (the node that made it had no key_encryption_key)"))?;
+        let pkcs8 = kek.open(kid, alg, &sealed).map_err(sealed_err)?;
+        KeyMaterial::from_pkcs8(kid.to_owned(), alg, pkcs8)
     }
 
     /// The algorithm access tokens are signed with.
@@ -101,7 +155,7 @@ impl KeyRing {
         let key = match current_of(&keys, alg) {
             Some(row) => match self.cached(|k, _| k.kid == row.kid) {
                 Some(k) => k,
-                None => Arc::new(self.dir.load(&row.kid, parse_alg(row)?)?),
+                None => Arc::new(self.load(store, &row.kid, parse_alg(row)?, now).await?),
             },
             None => Arc::new(self.install(store, alg, None, now).await?),
         };
@@ -163,10 +217,26 @@ impl KeyRing {
             let keys = Self::all(store).await?;
             let previous = current_of(&keys, alg).map(|k| k.kid.clone());
             if let Some(kid) = previous.as_ref().filter(|kid| Some(*kid) != replacing.as_ref()) {
-                return self.dir.load(kid, alg);
+                return self.load(store, kid, alg, now).await;
             }
             let key = KeyMaterial::generate(alg)?;
             self.dir.save(&key)?;
+            // Sealed before the ledger names it, so no node ever sees a kid it cannot find.
+            if let Some(kek) = &self.kek {
+                let sealed = kek
+                    .seal(&key.kid, alg, &key.pkcs8)
+                    .map_err(|source| KeyError::Sealed {
+                        kid: key.kid.clone(),
+                        source,
+                    })?;
+                if let Err(e) = store
+                    .off_ledger_insert(SEALED_NAMESPACE, &key.kid, &sealed, None, now)
+                    .await
+                {
+                    self.dir.discard(&key);
+                    return Err(e.into());
+                }
+            }
             let mut events = vec![
                 Event::SigningKeyAdded(SigningKeyAdded {
                     v: V1,
@@ -196,6 +266,10 @@ impl KeyRing {
                 Ok(_) => return Ok(key),
                 Err(e) => {
                     self.dir.discard(&key);
+                    if self.kek.is_some() {
+                        // Best effort: a sealed key no event names is never used.
+                        let _ = store.off_ledger_delete(SEALED_NAMESPACE, &key.kid).await;
+                    }
                     match e {
                         // Another process changed the keys first: use its key of `alg` if it installed
                         // one, else look again.
@@ -204,7 +278,7 @@ impl KeyRing {
                             if let Some(row) = current_of(&keys, alg)
                                 && Some(&row.kid) != previous.as_ref()
                             {
-                                return self.dir.load(&row.kid, alg);
+                                return self.load(store, &row.kid, alg, now).await;
                             }
                         }
                         other => return Err(KeyError::Append(other.to_string())),
