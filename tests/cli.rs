@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::TestDb;
+use common::process::{Server, free_bind, wait_ready};
 use consent_ledger::store;
 use projections::clients::Client;
 use projections::keys::{KeyStatus, SigningKey};
@@ -124,37 +125,6 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
 }
 
 /// Kills the server it holds when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until the server at `base` answers `/readyz`.
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the server at {base} did not become ready");
-}
-
-/// A free loopback address to serve on.
-fn free_bind() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
 
 /// `--log-format json`: every line a log pipeline reads is one JSON object, and a request's lines carry
 /// its `X-Request-Id`.

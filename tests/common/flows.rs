@@ -8,7 +8,7 @@ use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::TestServer;
+use super::Node;
 use super::users::{location, no_redirect_client};
 
 /// The redirect URI test clients register.
@@ -28,7 +28,7 @@ pub fn pkce() -> Pkce {
 }
 
 /// Registers a confidential web client with the code and refresh grants; `extra` overrides fields.
-pub async fn register_app(s: &TestServer, client_id: &str, scopes: &[&str], extra: Value) -> String {
+pub async fn register_app(s: &Node, client_id: &str, scopes: &[&str], extra: Value) -> String {
     let mut body = json!({
         "client_id": client_id,
         "name": "Photo Printer",
@@ -65,7 +65,7 @@ pub fn hidden(html: &str, name: &str) -> String {
 }
 
 /// GET /authorize with `params` and the browser's cookies; follows nothing.
-pub async fn authorize(s: &TestServer, cookie: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
+pub async fn authorize(s: &Node, cookie: Option<&str>, params: &[(&str, &str)]) -> reqwest::Response {
     let query = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
@@ -91,7 +91,7 @@ pub fn code_request<'a>(client_id: &'a str, scope: &'a str, pkce: &'a Pkce) -> V
 
 /// Answers a consent page: approves `approve` (the other listed scopes are left unticked), or denies.
 pub async fn answer_consent(
-    s: &TestServer,
+    s: &Node,
     cookie: &str,
     page: &str,
     approve: Option<&[&str]>,
@@ -120,7 +120,7 @@ pub async fn answer_consent(
 /// Follows /authorize to a code: answers the consent page (approving `approve`) when one is shown.
 /// Returns the redirect's parameters.
 pub async fn code_for(
-    s: &TestServer,
+    s: &Node,
     cookie: &str,
     params: &[(&str, &str)],
     approve: &[&str],
@@ -141,12 +141,7 @@ pub async fn code_for(
 }
 
 /// POST /token with the code.
-pub async fn exchange(
-    s: &TestServer,
-    client: (&str, &str),
-    code: &str,
-    verifier: Option<&str>,
-) -> (u16, Value) {
+pub async fn exchange(s: &Node, client: (&str, &str), code: &str, verifier: Option<&str>) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -161,13 +156,7 @@ pub async fn exchange(
 
 /// The whole code flow for a signed-in browser: authorize, consent to `approve`, redeem. Returns the
 /// token response.
-pub async fn code_flow(
-    s: &TestServer,
-    cookie: &str,
-    client: (&str, &str),
-    scope: &str,
-    approve: &[&str],
-) -> Value {
+pub async fn code_flow(s: &Node, cookie: &str, client: (&str, &str), scope: &str, approve: &[&str]) -> Value {
     let p = pkce();
     let params = code_for(s, cookie, &code_request(client.0, scope, &p), approve).await;
     let code = params
@@ -190,7 +179,7 @@ pub fn claims(jwt: &str) -> Value {
 }
 
 /// POST /introspect by the client; returns the body.
-pub async fn introspect(s: &TestServer, client: (&str, &str), token: &str) -> Value {
+pub async fn introspect(s: &Node, client: (&str, &str), token: &str) -> Value {
     let (status, _, body) = s
         .post_form("/introspect", Some(client), &[("token", token)])
         .await;

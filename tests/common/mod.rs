@@ -110,15 +110,29 @@ macro_rules! on_both_stores {
     )*};
 }
 
+/// A server as its clients see it: a base URL. Every HTTP helper takes one, so it drives a server in
+/// this test's runtime ([`TestServer`] dereferences to it) and a server process alike.
+pub struct Node {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
 /// A server running in this test's runtime on an ephemeral port.
 pub struct TestServer {
-    pub base: String,
+    node: Node,
     pub app: consent_ledger::app::AppRef,
     /// The server's clock (and its store's): stopped at the second the server started, moved only by
     /// the test ([`TestServer::advance`]).
     pub clock: ManualClock,
-    pub http: reqwest::Client,
     _keys: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
 }
 
 /// Scopes and a bootstrap client most token tests use.
@@ -167,10 +181,12 @@ impl TestServer {
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
         TestServer {
-            base,
+            node: Node {
+                base,
+                http: reqwest::Client::new(),
+            },
             app,
             clock,
-            http: reqwest::Client::new(),
             _keys: keys,
         }
     }
@@ -184,7 +200,9 @@ impl TestServer {
     pub fn advance(&self, seconds: i64) {
         self.clock.advance(seconds);
     }
+}
 
+impl Node {
     /// Registers a client through the admin API; returns its secret (if one was generated).
     pub async fn register(&self, body: serde_json::Value) -> Option<String> {
         let r = self
@@ -263,5 +281,7 @@ pub mod assertions;
 pub mod browser;
 /// Authorization flows driven over HTTP (authorize, consent, code exchange).
 pub mod flows;
+/// Server processes (the binary itself).
+pub mod process;
 /// Users and signing in (the login pages).
 pub mod users;

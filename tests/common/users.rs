@@ -7,7 +7,7 @@ use consent_ledger::users::{self, totp};
 use projections::users::User;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 
-use super::TestServer;
+use super::{Node, TestServer};
 
 /// A client that follows no redirects and keeps no cookies (tests look at both).
 pub fn no_redirect_client() -> reqwest::Client {
@@ -108,7 +108,7 @@ pub async fn enroll_totp(s: &TestServer, username: &str) -> Vec<u8> {
 }
 
 /// GETs the sign-in form and POSTs the password; returns the jar and the POST's response.
-pub async fn submit_password(s: &TestServer, username: &str, password: &str) -> (Jar, reqwest::Response) {
+pub async fn submit_password(s: &Node, username: &str, password: &str) -> (Jar, reqwest::Response) {
     let http = no_redirect_client();
     let mut jar = Jar::default();
     let r = http.get(format!("{}/login", s.base)).send().await.unwrap();
@@ -133,7 +133,7 @@ pub async fn submit_password(s: &TestServer, username: &str, password: &str) -> 
 
 /// The CSRF token forms carry for the browser sending `cookie` (bound to its session, or else to its
 /// pre-session id), as the sign-in form shows it.
-pub async fn csrf_token(s: &TestServer, cookie: &str) -> String {
+pub async fn csrf_token(s: &Node, cookie: &str) -> String {
     let r = no_redirect_client()
         .get(format!("{}/login?prompt=login", s.base))
         .header(COOKIE, cookie)
@@ -150,7 +150,7 @@ pub async fn csrf_token(s: &TestServer, cookie: &str) -> String {
 
 /// Signs in with a password (the user has no TOTP); returns the `Cookie` header value to send:
 /// `cl_session=…; cl_csrf=…` (the token forms carry: [`csrf_token`]).
-pub async fn login(s: &TestServer, username: &str, password: &str) -> String {
+pub async fn login(s: &Node, username: &str, password: &str) -> String {
     let (jar, r) = submit_password(s, username, password).await;
     let status = r.status();
     assert_eq!(status, 303, "sign-in of {username}: {}", r.text().await.unwrap());
