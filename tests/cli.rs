@@ -124,8 +124,6 @@ async fn clients_add_shows_the_secret_once_and_keys_rotate_retires_the_old_key()
     store.close().await;
 }
 
-/// Kills the server it holds when the test ends, however it ends.
-
 /// `--log-format json`: every line a log pipeline reads is one JSON object, and a request's lines carry
 /// its `X-Request-Id`.
 #[tokio::test]

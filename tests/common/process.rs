@@ -3,7 +3,7 @@
 
 use std::process::{Child, Command};
 
-/// A child process killed when the test lets go of it, passing or failing.
+/// Kills the server it holds when the test ends, however it ends.
 pub struct Server(pub Child);
 
 impl Drop for Server {
