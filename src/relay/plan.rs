@@ -14,7 +14,7 @@ use crate::store::{StoreError, StoredEvent};
 pub const POSITION_HEADER: &str = "Ledger-Position";
 
 /// Why the relay cannot go on; nothing it does next would be right.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Inconsistency {
     /// The stream holds a message that is not the ledger position its sequence says.
     #[error(
