@@ -70,6 +70,10 @@ pub enum Command {
         /// Address to listen on (default from the config, 127.0.0.1:8080). [env: BIND]
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Also publish the ledger to this NATS JetStream server, with `relay`'s defaults (stream
+        /// LEDGER, subjects ledger.<EventType>).
+        #[arg(long)]
+        relay_nats: Option<String>,
     },
     /// Register clients.
     #[command(subcommand)]
@@ -88,6 +92,44 @@ pub enum Command {
     /// Measure the server on this machine.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// Publish every committed event, in position order, to a NATS JetStream stream; runs until Ctrl-C.
+    Relay(RelayArgs),
+}
+
+/// Where the relay publishes the ledger.
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// The NATS server, e.g. nats://127.0.0.1:4222. [env: RELAY_NATS_URL]
+    #[arg(long = "nats", env = "RELAY_NATS_URL")]
+    pub nats: String,
+    /// The JetStream stream; created when missing.
+    #[arg(long, default_value = crate::relay::DEFAULT_STREAM)]
+    pub stream: String,
+    /// Events are published on PREFIX.<EventType>, e.g. ledger.TokenIssued.
+    #[arg(long, default_value = crate::relay::DEFAULT_SUBJECT_PREFIX)]
+    pub subject_prefix: String,
+    /// How long the stream remembers message ids (the ledger positions) to drop duplicates, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub duplicate_window_secs: u64,
+    /// How often to look for new events once everything is published, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub poll_ms: u64,
+    /// Publications awaiting their acknowledgement at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+}
+
+impl RelayArgs {
+    /// The relay's settings.
+    pub fn config(&self) -> crate::relay::RelayConfig {
+        let mut c = crate::relay::RelayConfig::new(self.nats.clone());
+        c.stream = self.stream.clone();
+        c.subject_prefix = self.subject_prefix.clone();
+        c.duplicate_window = std::time::Duration::from_secs(self.duplicate_window_secs);
+        c.poll_interval = std::time::Duration::from_millis(self.poll_ms);
+        c.max_in_flight = self.max_in_flight;
+        c
+    }
 }
 
 /// Client registration commands.
@@ -211,6 +253,8 @@ pub enum CliError {
     Registration(#[from] crate::clients::RegistrationError),
     #[error(transparent)]
     Startup(#[from] crate::startup::StartupError),
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
 }
 
 fn parse_until(text: &str) -> Result<Until, CliError> {
@@ -257,7 +301,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     // A command is one request: it reads the clock once.
     let now = store.clock().now();
     let code = match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, relay_nats } => {
             let bind = match bind {
                 Some(b) => b,
                 None => config
@@ -265,6 +309,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     .parse()
                     .map_err(|_| CliError::Usage(format!("bad bind address {}", config.bind)))?,
             };
+            if let Some(url) = relay_nats {
+                spawn_relay(store.clone(), crate::relay::RelayConfig::new(url));
+            }
             serve(store.clone(), config, cli.config.clone(), bind, now).await?
         }
         Command::Clients(ClientsCommand::Add {
@@ -396,6 +443,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 );
                 ExitCode::FAILURE
             }
+        }
+        Command::Relay(args) => {
+            crate::relay::run(store.as_ref(), &args.config(), shutdown_signal()).await?;
+            ExitCode::SUCCESS
         }
         Command::Bench(_) => ExitCode::SUCCESS,
     };
@@ -542,6 +593,16 @@ async fn serve(
         .await?;
     tracing::info!("stopped accepting requests; flushing the ledger writer");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the relay beside the server; its metrics appear on the server's `/metrics`. An error no retry
+/// cures stops the relay, not the server.
+fn spawn_relay(store: Arc<dyn EventStore>, config: crate::relay::RelayConfig) {
+    tokio::spawn(async move {
+        if let Err(e) = crate::relay::run(store.as_ref(), &config, std::future::pending()).await {
+            tracing::error!(error = %e, "relay stopped; the server goes on");
+        }
+    });
 }
 
 /// Reloads the policy from the configuration file on every SIGHUP.

@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod pages;
 pub mod policy;
+pub mod relay;
 pub mod sessions;
 pub mod startup;
 pub mod store;
