@@ -3,10 +3,12 @@
 //! Private keys live as PKCS#8 files in the key directory (owner-only permissions); only public JWKs and
 //! `kid`s enter the ledger. Servers sharing one PostgreSQL ledger must share the key directory too.
 
+pub mod checkpoint;
 mod dir;
 mod material;
 mod ring;
 
+pub use checkpoint::CheckpointKey;
 pub use dir::KeyDir;
 pub use material::KeyMaterial;
 pub use ring::KeyRing;
