@@ -15,7 +15,7 @@ use crate::audit::progress::{self, Progress};
 use crate::audit::replay::{self, Until};
 use crate::audit::verify::{self, Anchor, Verdict};
 use crate::config::{Config, ConfigError};
-use crate::store::{self, CheckpointStore as _, EventStore};
+use crate::store::{self, EventStore};
 
 /// The default ledger: a SQLite file beside the working directory.
 pub const DEFAULT_DATABASE: &str = "sqlite://./data/consent-ledger.db";
@@ -257,14 +257,12 @@ pub enum CliError {
 
 /// Reads a file an auditor gave, naming it in the error.
 fn read_text(path: &std::path::Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Reads a JSON document an auditor gave.
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, CliError> {
-    serde_json::from_str(&read_text(path)?)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+    serde_json::from_str(&read_text(path)?).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 /// The checkpoints in `path`.

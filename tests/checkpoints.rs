@@ -12,7 +12,7 @@ use common::{TOKEN_CONFIG, TestDb, TestServer, issued};
 use consent_ledger::audit::checkpoint::Schedule;
 use consent_ledger::audit::checkpointer::Checkpointer;
 use consent_ledger::keys::KeyDir;
-use consent_ledger::store::{AppendRequest, CheckpointStore as _, EventStore, ExpectedVersion};
+use consent_ledger::store::{AppendRequest, EventStore, ExpectedVersion};
 use projections::chain::{self, Link};
 use serde_json::Value;
 
@@ -34,7 +34,14 @@ fn cli(db: Option<&TestDb>, args: &[&str]) -> (i32, String) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     (
         out.status.code().unwrap_or(-1),
-        format!("{stdout}{}", if stderr.is_empty() { String::new() } else { format!("[stderr] {stderr}") }),
+        format!(
+            "{stdout}{}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!("[stderr] {stderr}")
+            }
+        ),
     )
 }
 
@@ -69,7 +76,8 @@ async fn get(s: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
 }
 
 async fn checkpoints_appear_after_n_events_and_their_proofs_verify_offline(db: TestDb) {
-    let config = format!("{TOKEN_CONFIG}\n[audit]\ncheckpoint_every_events = 5\ncheckpoint_every_seconds = 600\n");
+    let config =
+        format!("{TOKEN_CONFIG}\n[audit]\ncheckpoint_every_events = 5\ncheckpoint_every_seconds = 600\n");
     let s = TestServer::start(&db, &config).await;
     let store = s.app.store.clone();
     let checkpointer = Checkpointer::for_app(&s.app).await.unwrap();
@@ -77,16 +85,28 @@ async fn checkpoints_appear_after_n_events_and_their_proofs_verify_offline(db: T
     let base = store.head().await.unwrap().position;
     checkpointer.sign(base, s.now()).await.unwrap();
     append(store.as_ref(), 4).await;
-    assert_eq!(checkpointer.run_once().await.unwrap(), None, "4 events are not enough");
+    assert_eq!(
+        checkpointer.run_once().await.unwrap(),
+        None,
+        "4 events are not enough"
+    );
     append(store.as_ref(), 1).await;
-    let first = checkpointer.run_once().await.unwrap().expect("due after 5 events");
+    let first = checkpointer
+        .run_once()
+        .await
+        .unwrap()
+        .expect("due after 5 events");
     assert_eq!(first.position, base + 5);
     assert_eq!(checkpointer.run_once().await.unwrap(), None, "nothing new");
     // The time limit signs a grown log even below the event count.
     append(store.as_ref(), 2).await;
     assert_eq!(checkpointer.run_once().await.unwrap(), None);
     s.advance(600);
-    let second = checkpointer.run_once().await.unwrap().expect("due after 600 seconds");
+    let second = checkpointer
+        .run_once()
+        .await
+        .unwrap()
+        .expect("due after 600 seconds");
     assert_eq!(second.position, base + 7);
 
     // The list is the auditors': newest first, behind the token.
@@ -120,7 +140,16 @@ async fn checkpoints_appear_after_n_events_and_their_proofs_verify_offline(db: T
         let file = write(dir.path(), "proof.json", &proof.to_string());
         let (code, out) = cli(
             None,
-            &["audit", "prove-included", "--proof", &file, "--checkpoint", &checkpoints, "--checkpoint-key", &key],
+            &[
+                "audit",
+                "prove-included",
+                "--proof",
+                &file,
+                "--checkpoint",
+                &checkpoints,
+                "--checkpoint-key",
+                &key,
+            ],
         );
         assert_eq!(code, 0, "{out}");
         assert!(out.starts_with(&format!("included: event {position} ")), "{out}");
@@ -144,14 +173,30 @@ async fn checkpoints_appear_after_n_events_and_their_proofs_verify_offline(db: T
         forged["event"]["hash"] = Value::String(hex::encode(hash));
         forged["leaf_input"] = Value::Null;
         let file = write(dir.path(), "forged.json", &forged.to_string());
-        let (code, out) = cli(None, &["audit", "prove-included", "--proof", &file, "--checkpoint", &checkpoints]);
+        let (code, out) = cli(
+            None,
+            &[
+                "audit",
+                "prove-included",
+                "--proof",
+                &file,
+                "--checkpoint",
+                &checkpoints,
+            ],
+        );
         assert_eq!(code, 1, "{out}");
-        assert!(out.starts_with(&format!("not proven: event {position} is NOT in the tree")), "{out}");
+        assert!(
+            out.starts_with(&format!("not proven: event {position} is NOT in the tree")),
+            "{out}"
+        );
     }
 
     let (status, proof) = get(
         &s,
-        &format!("/audit/checkpoints/consistency?from={}&to={}", first.position, second.position),
+        &format!(
+            "/audit/checkpoints/consistency?from={}&to={}",
+            first.position, second.position
+        ),
         Some(ADMIN),
     )
     .await;
@@ -160,12 +205,30 @@ async fn checkpoints_appear_after_n_events_and_their_proofs_verify_offline(db: T
     let file = write(dir.path(), "consistency.json", &proof.to_string());
     let (code, out) = cli(
         None,
-        &["audit", "prove-consistent", "--proof", &file, "--checkpoint", &kept, "--checkpoint-key", &key],
+        &[
+            "audit",
+            "prove-consistent",
+            "--proof",
+            &file,
+            "--checkpoint",
+            &kept,
+            "--checkpoint-key",
+            &key,
+        ],
     );
     assert_eq!((code, out.starts_with("consistent: ")), (0, true), "{out}");
 
     // Bad requests are the caller's, unknown checkpoints are 404.
-    let (status, _) = get(&s, &format!("/audit/events/{}/proof?checkpoint={}", second.position + 1, second.position), Some(ADMIN)).await;
+    let (status, _) = get(
+        &s,
+        &format!(
+            "/audit/events/{}/proof?checkpoint={}",
+            second.position + 1,
+            second.position
+        ),
+        Some(ADMIN),
+    )
+    .await;
     assert_eq!(status, 400);
     let (status, _) = get(&s, "/audit/events/1/proof?checkpoint=1", Some(ADMIN)).await;
     assert_eq!(status, 404);
@@ -178,9 +241,16 @@ async fn nodes_racing_for_one_size_record_one_checkpoint(db: TestDb) {
     let store = db.open().await;
     append(store.as_ref(), 3).await;
     let keys = tempfile::tempdir().unwrap();
-    let schedule = Schedule { every_events: 1, every_seconds: 60 };
-    let a = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule).await.unwrap();
-    let b = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule).await.unwrap();
+    let schedule = Schedule {
+        every_events: 1,
+        every_seconds: 60,
+    };
+    let a = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule)
+        .await
+        .unwrap();
+    let b = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule)
+        .await
+        .unwrap();
     assert_eq!(a.kid(), b.kid(), "nodes sharing the key directory share the key");
     let (x, y) = tokio::join!(a.sign(3, 100), b.sign(3, 200));
     let (x, y) = (x.unwrap(), y.unwrap());
@@ -195,7 +265,11 @@ async fn rewrite_from(db: &TestDb, store: &Arc<dyn EventStore>, from: u64) {
     let mut prev = chain::GENESIS;
     let mut sql = String::new();
     for e in &events {
-        let payload = if e.position == from { e.payload.replace("read", "admin") } else { e.payload.clone() };
+        let payload = if e.position == from {
+            e.payload.replace("read", "admin")
+        } else {
+            e.payload.clone()
+        };
         let hash = chain::link_hash(
             &prev,
             &Link {
@@ -218,14 +292,20 @@ async fn rewrite_from(db: &TestDb, store: &Arc<dyn EventStore>, from: u64) {
         }
         prev = hash;
     }
-    sql.push_str(&format!("UPDATE ledger_head SET hash = '{}' WHERE id = 1;", hex::encode(prev)));
+    sql.push_str(&format!(
+        "UPDATE ledger_head SET hash = '{}' WHERE id = 1;",
+        hex::encode(prev)
+    ));
     db.exec(&sql).await;
 }
 
 async fn history_rewritten_with_a_recomputed_chain_passes_verify_but_not_verify_checkpoints(db: TestDb) {
     let store = db.open().await;
     let keys = tempfile::tempdir().unwrap();
-    let schedule = Schedule { every_events: 1, every_seconds: 60 };
+    let schedule = Schedule {
+        every_events: 1,
+        every_seconds: 60,
+    };
     let checkpointer = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule)
         .await
         .unwrap();
@@ -262,7 +342,14 @@ async fn history_rewritten_with_a_recomputed_chain_passes_verify_but_not_verify_
     let other_key = write(dir.path(), "other.json", &other.public.jwk().to_string());
     let (code, out) = cli(
         Some(&db),
-        &["audit", "verify", "--checkpoints", &checkpoints, "--checkpoint-key", &other_key],
+        &[
+            "audit",
+            "verify",
+            "--checkpoints",
+            &checkpoints,
+            "--checkpoint-key",
+            &other_key,
+        ],
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no published checkpoint key"), "{out}");
@@ -284,7 +371,10 @@ async fn history_rewritten_with_a_recomputed_chain_passes_verify_but_not_verify_
 async fn a_truncated_history_with_a_moved_head_fails_verify_checkpoints(db: TestDb) {
     let store = db.open().await;
     let keys = tempfile::tempdir().unwrap();
-    let schedule = Schedule { every_events: 1, every_seconds: 60 };
+    let schedule = Schedule {
+        every_events: 1,
+        every_seconds: 60,
+    };
     let checkpointer = Checkpointer::new(store.clone(), store.clock(), &KeyDir::new(keys.path()), schedule)
         .await
         .unwrap();

@@ -67,7 +67,13 @@ pub fn link_bytes(prev: &[u8; 32], link: &Link<'_>) -> Vec<u8> {
         out.extend_from_slice(bytes);
     }
     let mut out = Vec::with_capacity(
-        DOMAIN.len() + 32 + 8 * 3 + 16 + link.stream_id.len() + link.event_type.len() + link.payload.len()
+        DOMAIN.len()
+            + 32
+            + 8 * 3
+            + 16
+            + link.stream_id.len()
+            + link.event_type.len()
+            + link.payload.len()
             + link.metadata.len(),
     );
     out.extend_from_slice(DOMAIN);

@@ -44,13 +44,7 @@ pub enum CheckpointError {
 
 impl SignedCheckpoint {
     /// The bytes the signature covers.
-    pub fn signed_bytes(
-        position: u64,
-        head_hash: &str,
-        merkle_root: &str,
-        time: i64,
-        kid: &str,
-    ) -> Vec<u8> {
+    pub fn signed_bytes(position: u64, head_hash: &str, merkle_root: &str, time: i64, kid: &str) -> Vec<u8> {
         let body = json!({
             "position": position,
             "head_hash": head_hash,
@@ -161,10 +155,7 @@ impl PublicKey {
 /// RFC 7638 thumbprint of an Ed25519 public key: base64url SHA-256 of `{"crv","kty","x"}`.
 pub fn thumbprint(x: &[u8]) -> String {
     use sha2::Digest;
-    let members = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        B64.encode(x)
-    );
+    let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, B64.encode(x));
     B64.encode(sha2::Sha256::digest(members.as_bytes()))
 }
 
@@ -179,8 +170,7 @@ impl Schedule {
     /// Is a checkpoint due for a log of `head` events, given the last checkpoint's size and time (or,
     /// before any, 0 and when the checkpointer started)? Only a log that grew gets one.
     pub fn due(&self, head: u64, last_size: u64, last_time: i64, now: i64) -> bool {
-        head > last_size
-            && (head - last_size >= self.every_events || now - last_time >= self.every_seconds)
+        head > last_size && (head - last_size >= self.every_events || now - last_time >= self.every_seconds)
     }
 }
 
@@ -391,16 +381,31 @@ mod tests {
         let c = signed(&p, 5);
         assert_eq!(c.verify(std::slice::from_ref(&key)), Ok(()));
         let changed = [
-            SignedCheckpoint { position: 6, ..c.clone() },
-            SignedCheckpoint { head_hash: "ab".repeat(32), ..c.clone() },
-            SignedCheckpoint { merkle_root: "ab".repeat(32), ..c.clone() },
+            SignedCheckpoint {
+                position: 6,
+                ..c.clone()
+            },
+            SignedCheckpoint {
+                head_hash: "ab".repeat(32),
+                ..c.clone()
+            },
+            SignedCheckpoint {
+                merkle_root: "ab".repeat(32),
+                ..c.clone()
+            },
             SignedCheckpoint { time: 1, ..c.clone() },
         ];
         for bad in changed {
-            assert!(matches!(bad.verify(std::slice::from_ref(&key)), Err(CheckpointError::BadSignature { .. })));
+            assert!(matches!(
+                bad.verify(std::slice::from_ref(&key)),
+                Err(CheckpointError::BadSignature { .. })
+            ));
         }
         let other = PublicKey::from_raw(pair().public_key().as_ref());
-        assert!(matches!(c.verify(&[other]), Err(CheckpointError::UnknownKey { .. })));
+        assert!(matches!(
+            c.verify(&[other]),
+            Err(CheckpointError::UnknownKey { .. })
+        ));
     }
 
     #[test]
@@ -419,7 +424,10 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_due_after_enough_events_or_time_but_never_for_an_unchanged_log() {
-        let s = Schedule { every_events: 10, every_seconds: 60 };
+        let s = Schedule {
+            every_events: 10,
+            every_seconds: 60,
+        };
         assert!(!s.due(9, 0, 100, 120));
         assert!(s.due(10, 0, 100, 120));
         assert!(s.due(1, 0, 100, 160));

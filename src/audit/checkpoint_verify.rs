@@ -52,7 +52,9 @@ pub async fn verify_checkpoints(
         }
     }
     while frontier.size() < last {
-        let want = u32::try_from(last - frontier.size()).unwrap_or(PAGE_SIZE).min(PAGE_SIZE);
+        let want = u32::try_from(last - frontier.size())
+            .unwrap_or(PAGE_SIZE)
+            .min(PAGE_SIZE);
         let page = store.read_from(frontier.size() + 1, want).await?;
         if page.first().is_none_or(|e| e.position != frontier.size() + 1) {
             break;

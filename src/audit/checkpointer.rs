@@ -14,7 +14,7 @@ use super::checkpoint::{Schedule, SignedCheckpoint};
 use super::merkle::{self, Frontier, MissingNode};
 use crate::clock::ClockRef;
 use crate::keys::{CheckpointKey, KeyDir, KeyError};
-use crate::store::{CheckpointStore as _, EventStore, StoreError};
+use crate::store::{EventStore, StoreError};
 
 /// Events read (and nodes written) per step while growing the tree.
 const PAGE: u32 = 2_000;

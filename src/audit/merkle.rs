@@ -404,10 +404,7 @@ mod tests {
             inclusion_proof(2, 3, &mut source(&nodes)).unwrap(),
             vec![node_hash(&l[0], &l[1])]
         );
-        assert_eq!(
-            consistency_proof(2, 3, &mut source(&nodes)).unwrap(),
-            vec![l[2]]
-        );
+        assert_eq!(consistency_proof(2, 3, &mut source(&nodes)).unwrap(), vec![l[2]]);
     }
 
     #[test]

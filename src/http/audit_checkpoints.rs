@@ -18,7 +18,7 @@ use crate::audit::checkpoint::SignedCheckpoint;
 use crate::audit::checkpointer::link;
 use crate::audit::merkle::{self, ProofError};
 use crate::oauth::client_auth::secrets_eq;
-use crate::store::{CheckpointStore as _, StoreError};
+use crate::store::StoreError;
 
 /// Checkpoints per page of `GET /audit/checkpoints`, by default and at most.
 pub const PAGE_DEFAULT: u32 = 100;
@@ -63,7 +63,10 @@ impl From<StoreError> for AuditError {
             );
         }
         tracing::error!(error = %e, "audit");
-        AuditError(StatusCode::INTERNAL_SERVER_ERROR, "the ledger could not be read".into())
+        AuditError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the ledger could not be read".into(),
+        )
     }
 }
 
@@ -257,5 +260,7 @@ async fn consistency(
         .merkle_nodes(&merkle::nodes_for_consistency(from, to))
         .await?;
     let proof = merkle::consistency_proof(from, to, &mut merkle::source(&nodes)).map_err(proof_error)?;
-    Ok(Json(json!({"from": earlier, "to": later, "proof": hexes(&proof)})))
+    Ok(Json(
+        json!({"from": earlier, "to": later, "proof": hexes(&proof)}),
+    ))
 }

@@ -31,8 +31,7 @@ impl KeyDir {
     /// Writes `key` with permissions 0600 in a 0700 directory; never overwrites.
     pub fn save(&self, key: &KeyMaterial) -> Result<(), KeyError> {
         let path = self.file(&key.kid, key.alg);
-        self.create(&path, &key.pkcs8)
-            .map_err(|e| Self::err(&path, e))
+        self.create(&path, &key.pkcs8).map_err(|e| Self::err(&path, e))
     }
 
     /// Creates the file `name` holding `bytes`, owner-only; `Ok(false)` when it already exists (another

@@ -134,10 +134,7 @@ where
             let hexes: Vec<String> = chunk.iter().map(|(_, _, h)| hex::encode(h)).collect();
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for ((level, index, _), h) in chunk.iter().zip(&hexes) {
-                query = query
-                    .bind(i64::from(*level))
-                    .bind(int(*index))
-                    .bind(h.as_str());
+                query = query.bind(i64::from(*level)).bind(int(*index)).bind(h.as_str());
             }
             query.execute(&mut *tx).await?;
         }
