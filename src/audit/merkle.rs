@@ -423,7 +423,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
 
         #[test]
         fn every_root_matches_the_definition_and_reads_log_n_nodes(
@@ -449,7 +449,7 @@ mod tests {
 
         #[test]
         fn every_inclusion_proof_verifies_and_any_change_fails(
-            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 1..100),
+            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 1..70),
             bit in 0usize..256,
             pick in any::<prop::sample::Index>(),
         ) {
@@ -488,7 +488,7 @@ mod tests {
 
         #[test]
         fn every_consistency_proof_verifies_and_any_change_fails(
-            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 1..70),
+            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..8), 1..50),
             bit in 0usize..256,
             pick in any::<prop::sample::Index>(),
         ) {
