@@ -10,6 +10,7 @@ use projections::clients::Client;
 use projections::event::{ClientAudience, ClientKind, ClientSpec, UnixSeconds};
 
 use crate::app::App;
+use crate::audit::checkpoint::{self, PublicKey, SignedCheckpoint};
 use crate::audit::progress::{self, Progress};
 use crate::audit::replay::{self, Until};
 use crate::audit::verify::{self, Anchor, Verdict};
@@ -218,6 +219,45 @@ pub enum AuditCommand {
         /// A POSITION:HASH recorded earlier that the chain must still contain.
         #[arg(long)]
         anchor: Option<Anchor>,
+        /// Checkpoints exported earlier (`audit checkpoints`): the ledger must still match each one.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The checkpoint public key(s) to check signatures with, a JWK or a JWK set kept off the
+        /// server; by default the keys the ledger publishes.
+        #[arg(long)]
+        checkpoint_key: Option<PathBuf>,
+    },
+    /// Export signed checkpoints, one JSON object per line, smallest first.
+    Checkpoints {
+        /// Only checkpoints of a larger size (to append to an earlier export).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Check an inclusion proof (`GET /audit/events/{position}/proof`) against a checkpoint; needs no
+    /// database. Exit 0 when the event is in the checkpoint's tree.
+    ProveIncluded {
+        /// The proof, as the API answered it.
+        #[arg(long)]
+        proof: PathBuf,
+        /// The checkpoint (or an export holding it) the proof is against.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// A JWK or JWK set to check the checkpoint's signature with.
+        #[arg(long)]
+        checkpoint_key: Option<PathBuf>,
+    },
+    /// Check a consistency proof (`GET /audit/checkpoints/consistency`) against the earlier checkpoint
+    /// you kept; needs no database. Exit 0 when the later checkpoint extends it.
+    ProveConsistent {
+        /// The proof, as the API answered it.
+        #[arg(long)]
+        proof: PathBuf,
+        /// The earlier checkpoint (or an export holding it).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// A JWK or JWK set to check both checkpoints' signatures with.
+        #[arg(long)]
+        checkpoint_key: Option<PathBuf>,
     },
     /// Explain why a token carries what it carries: each scope's authorizers, consent and outcome.
     Explain {
@@ -255,6 +295,75 @@ pub enum CliError {
     Startup(#[from] crate::startup::StartupError),
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
+    #[error(transparent)]
+    Checkpointer(#[from] crate::audit::checkpointer::CheckpointerError),
+}
+
+/// Reads a file an auditor gave, naming it in the error.
+fn read_text(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Reads a JSON document an auditor gave.
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, CliError> {
+    serde_json::from_str(&read_text(path)?).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The checkpoints in `path`.
+fn read_checkpoints(path: &std::path::Path) -> Result<Vec<SignedCheckpoint>, CliError> {
+    checkpoint::parse_checkpoints(&read_text(path)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The checkpoint public keys in `path` (a JWK or a JWK set).
+fn read_keys(path: &std::path::Path) -> Result<Vec<PublicKey>, CliError> {
+    let doc: serde_json::Value = read_json(path)?;
+    PublicKey::from_jwks(&doc).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+/// The exit of a proof check: its line on standard output, 0 when it holds.
+fn proof_outcome(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("not proven: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the audit commands that need no database.
+fn offline_audit(cmd: &AuditCommand) -> Result<Option<ExitCode>, CliError> {
+    match cmd {
+        AuditCommand::ProveIncluded {
+            proof,
+            checkpoint: file,
+            checkpoint_key,
+        } => {
+            let proof: checkpoint::InclusionProof = read_json(proof)?;
+            let checkpoints = read_checkpoints(file)?;
+            let keys = checkpoint_key.as_deref().map(read_keys).transpose()?;
+            let result = checkpoint::of_size(&checkpoints, proof.tree_size)
+                .and_then(|c| checkpoint::check_inclusion(&proof, c, keys.as_deref()));
+            Ok(Some(proof_outcome(result)))
+        }
+        AuditCommand::ProveConsistent {
+            proof,
+            checkpoint: file,
+            checkpoint_key,
+        } => {
+            let proof: checkpoint::ConsistencyProof = read_json(proof)?;
+            let checkpoints = read_checkpoints(file)?;
+            let keys = checkpoint_key.as_deref().map(read_keys).transpose()?;
+            let result = checkpoint::of_size(&checkpoints, proof.from.position)
+                .and_then(|c| checkpoint::check_consistency(&proof, c, keys.as_deref()));
+            Ok(Some(proof_outcome(result)))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn parse_until(text: &str) -> Result<Until, CliError> {
@@ -294,6 +403,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             store.close().await;
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Audit(ref cmd) => {
+            if let Some(code) = offline_audit(cmd)? {
+                return Ok(code);
+            }
         }
         _ => {}
     }
@@ -398,18 +512,72 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("database migrated: {}", redact(&url));
             ExitCode::SUCCESS
         }
-        Command::Audit(AuditCommand::Verify { anchor }) => {
+        Command::Audit(AuditCommand::Verify {
+            anchor,
+            checkpoints,
+            checkpoint_key,
+        }) => {
+            // Read the auditor's files before the long walk, so a typo fails at once.
+            let against = checkpoints.as_deref().map(read_checkpoints).transpose()?;
+            let keys = checkpoint_key.as_deref().map(read_keys).transpose()?;
             let mut progress = Progress::new(progress_mode, "verify", "events", 0);
             match verify::verify_with(store.as_ref(), anchor.as_ref(), &mut progress).await? {
-                Verdict::Intact { count, head_hash } => {
-                    println!("intact: {count} events, head {head_hash}");
-                    ExitCode::SUCCESS
-                }
+                Verdict::Intact { count, head_hash } => match against {
+                    None => {
+                        println!("intact: {count} events, head {head_hash}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(against) => {
+                        let keys = match keys {
+                            Some(k) => k,
+                            None => published_keys(store.as_ref()).await?,
+                        };
+                        let mut progress = Progress::new(progress_mode, "checkpoints", "events", 0);
+                        let verdict = crate::audit::checkpoint_verify::verify_checkpoints(
+                            store.as_ref(),
+                            &against,
+                            &keys,
+                            &mut progress,
+                        )
+                        .await?;
+                        match verdict {
+                            Verdict::Intact { count: covered, .. } => {
+                                println!(
+                                    "intact: {count} events, head {head_hash}; matches {} checkpoint(s) up to position {covered}",
+                                    against.len()
+                                );
+                                ExitCode::SUCCESS
+                            }
+                            Verdict::Broken { position, reason } => {
+                                println!("broken at position {position}: {reason}");
+                                ExitCode::FAILURE
+                            }
+                        }
+                    }
+                },
                 Verdict::Broken { position, reason } => {
                     println!("broken at position {position}: {reason}");
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Audit(AuditCommand::Checkpoints { after }) => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut after = after;
+            loop {
+                let page = store.checkpoints_after(after, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.position;
+                for c in &page {
+                    writeln!(out, "{}", serde_json::to_string(c).unwrap_or_default())?;
+                }
+            }
+            out.flush()?;
+            ExitCode::SUCCESS
+        }
+        Command::Audit(AuditCommand::ProveIncluded { .. } | AuditCommand::ProveConsistent { .. }) => {
+            ExitCode::SUCCESS
         }
         Command::Audit(AuditCommand::Explain { jti, json }) => {
             match crate::audit::explain::explain(store.as_ref(), &jti).await? {
@@ -452,6 +620,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     };
     store.close().await;
     Ok(code)
+}
+
+/// The checkpoint keys the ledger publishes.
+async fn published_keys(store: &dyn EventStore) -> Result<Vec<PublicKey>, CliError> {
+    store
+        .checkpoint_keys()
+        .await?
+        .iter()
+        .map(|jwk| {
+            PublicKey::from_jwk(jwk)
+                .map_err(|e| CliError::Store(store::StoreError::Corrupt(format!("checkpoint key: {e}"))))
+        })
+        .collect()
 }
 
 /// Parses a JSON object given on the command line.
@@ -581,6 +762,9 @@ async fn serve(
     });
     let app = Arc::new(app);
     spawn_reload_on_sighup(app.clone());
+    crate::audit::checkpointer::Checkpointer::for_app(&app)
+        .await?
+        .spawn();
     let app = crate::http::router(app);
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -86,10 +86,41 @@ pub struct Config {
     #[serde(default)]
     pub dpop: DpopSettings,
     #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
     pub clients: Vec<ClientConfig>,
     /// Issuers whose signed assertions name users (RFC 7523); read at start.
     #[serde(default)]
     pub trusted_issuers: Vec<crate::trust::issuers::TrustedIssuerConfig>,
+}
+
+/// Signed checkpoints of the log (`consent-ledger serve` signs one when either limit is reached).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Sign a checkpoint once this many events were appended since the last one.
+    #[serde(default = "default_checkpoint_every_events")]
+    pub checkpoint_every_events: u64,
+    /// Sign a checkpoint once this many seconds passed since the last one, if the log grew.
+    #[serde(default = "default_checkpoint_every_seconds")]
+    pub checkpoint_every_seconds: i64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            checkpoint_every_events: default_checkpoint_every_events(),
+            checkpoint_every_seconds: default_checkpoint_every_seconds(),
+        }
+    }
+}
+
+fn default_checkpoint_every_events() -> u64 {
+    10_000
+}
+
+fn default_checkpoint_every_seconds() -> i64 {
+    300
 }
 
 /// DPoP (RFC 9449): how proofs of possession are checked.
@@ -536,6 +567,7 @@ impl Default for Config {
             authorizers: Vec::new(),
             policy: PolicySettings::default(),
             dpop: DpopSettings::default(),
+            audit: AuditSettings::default(),
             clients: Vec::new(),
             trusted_issuers: Vec::new(),
         }
@@ -652,6 +684,18 @@ impl Config {
             return err(
                 "dpop.nonce_lifetime_seconds".into(),
                 "must be between 10 and 86400".into(),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.audit.checkpoint_every_events) {
+            return err(
+                "audit.checkpoint_every_events".into(),
+                "must be between 1 and 1000000".into(),
+            );
+        }
+        if !(1..=86_400).contains(&self.audit.checkpoint_every_seconds) {
+            return err(
+                "audit.checkpoint_every_seconds".into(),
+                "must be between 1 and 86400".into(),
             );
         }
         if !(60..=3_600).contains(&self.device.code_seconds) {

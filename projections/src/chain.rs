@@ -59,6 +59,35 @@ pub fn link_hash(prev: &[u8; 32], link: &Link<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The exact bytes [`link_hash`] hashes: the event as the chain encodes it, so SHA-256 of them is the
+/// event's chain hash. The Merkle tree over the log uses them as each event's leaf input.
+pub fn link_bytes(prev: &[u8; 32], link: &Link<'_>) -> Vec<u8> {
+    fn lp(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let mut out = Vec::with_capacity(
+        DOMAIN.len()
+            + 32
+            + 8 * 3
+            + 16
+            + link.stream_id.len()
+            + link.event_type.len()
+            + link.payload.len()
+            + link.metadata.len(),
+    );
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(prev);
+    out.extend_from_slice(&link.position.to_be_bytes());
+    lp(&mut out, link.stream_id.as_bytes());
+    out.extend_from_slice(&link.version.to_be_bytes());
+    lp(&mut out, link.event_type.as_bytes());
+    lp(&mut out, link.payload.as_bytes());
+    lp(&mut out, link.metadata.as_bytes());
+    out.extend_from_slice(&link.recorded_at.to_be_bytes());
+    out
+}
+
 /// Parses a stored hex hash.
 pub fn parse_hash(hex_text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hex_text).ok()?;
@@ -173,5 +202,21 @@ mod tests {
             ..base
         };
         assert_ne!(link_hash(&GENESIS, &shifted), h);
+    }
+
+    #[test]
+    fn the_leaf_input_is_what_the_chain_hashes() {
+        let link = Link {
+            position: 7,
+            stream_id: "token-j1",
+            version: 2,
+            event_type: "TokenIssued",
+            payload: r#"{"a":1}"#,
+            metadata: "{}",
+            recorded_at: -3,
+        };
+        let prev = [9; 32];
+        let digest: [u8; 32] = Sha256::digest(link_bytes(&prev, &link)).into();
+        assert_eq!(digest, link_hash(&prev, &link));
     }
 }

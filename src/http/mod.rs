@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod approval;
 mod assisted_token;
+mod audit_checkpoints;
 mod authorize;
 mod ciba;
 mod client_auth;
@@ -51,6 +52,10 @@ pub const ROUTES: &[&str] = &[
     "/userinfo",
     "/device_authorization",
     "/bc-authorize",
+    "/audit/checkpoint-keys",
+    "/audit/checkpoints",
+    "/audit/checkpoints/consistency",
+    "/audit/events/{position}/proof",
 ];
 
 /// The server's routes.
@@ -79,6 +84,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/metrics", get(metrics::metrics))
         .route("/static/style.css", get(crate::pages::stylesheet))
+        .merge(audit_checkpoints::routes())
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
         .merge(assisted_token::routes())

@@ -1052,6 +1052,60 @@ fn userinfo() {}
 #[allow(dead_code)]
 fn userinfo_post() {}
 
+#[utoipa::path(get, path = "/audit/checkpoint-keys", tag = "audit",
+    description = "The Ed25519 public keys (JWK `OKP`) that sign checkpoints; `kid` is each key's RFC 7638 thumbprint. Public, like `/jwks`.",
+    responses(
+        (status = 200, description = "A JWK set", body = Object),
+        (status = 500, description = "A stored key is unreadable", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_checkpoint_keys() {}
+
+#[utoipa::path(get, path = "/audit/checkpoints", tag = "audit", security(("admin_token" = [])),
+    description = "Signed checkpoints, largest first. Pass `next_before` as `before` for the next page.",
+    params(
+        ("before" = Option<u64>, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "Only checkpoints of a smaller size"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100)")),
+    responses(
+        (status = 200, description = "`{checkpoints: [...], next_before}`", body = Object),
+        (status = 400, description = "A parameter is not a positive integer, or is repeated", body = AdminErrorBody),
+        (status = 401, description = "A valid bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "The audit API is not enabled", body = AdminErrorBody),
+        (status = 500, description = "The ledger could not be read", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_checkpoints() {}
+
+#[utoipa::path(get, path = "/audit/checkpoints/consistency", tag = "audit", security(("admin_token" = [])),
+    description = "RFC 9162 consistency proof that the tree of checkpoint `to` extends that of checkpoint `from`.",
+    params(
+        ("from" = u64, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "The earlier checkpoint's size"),
+        ("to" = u64, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "The later checkpoint's size, not smaller than `from`")),
+    responses(
+        (status = 200, description = "`{from, to, proof}`: both checkpoints and the proof's hashes (hex)", body = Object),
+        (status = 400, description = "A parameter is missing, not a positive integer, or repeated, or `from` is larger than `to`", body = AdminErrorBody),
+        (status = 401, description = "A valid bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No checkpoint of one of the sizes, or the audit API is not enabled", body = AdminErrorBody),
+        (status = 500, description = "The ledger could not be read", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_consistency() {}
+
+#[utoipa::path(get, path = "/audit/events/{position}/proof", tag = "audit", security(("admin_token" = [])),
+    description = "RFC 9162 inclusion proof of the event at `position` in the tree of the checkpoint of size `checkpoint`, with the event's stored fields and its leaf input. `consent-ledger audit prove-included` checks it offline.",
+    params(
+        ("position" = String, Path, description = "The event's position (a positive integer)"),
+        ("checkpoint" = u64, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "The checkpoint's size; at least `position`")),
+    responses(
+        (status = 200, description = "`{checkpoint, leaf_index, tree_size, event, leaf_input, audit_path}`", body = Object),
+        (status = 400, description = "The position or checkpoint is not a positive integer, is repeated or missing, or the checkpoint does not cover the position", body = AdminErrorBody),
+        (status = 401, description = "A valid bearer token is required", body = AdminErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No checkpoint of that size, no such event, or the audit API is not enabled", body = AdminErrorBody),
+        (status = 500, description = "The ledger could not be read", body = AdminErrorBody),
+        (status = 503, description = "The database is unavailable", body = AdminErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_inclusion() {}
+
 /// The security schemes: client authentication, the admin token, and access tokens.
 struct SecuritySchemes;
 
@@ -1110,7 +1164,8 @@ impl utoipa::Modify for SecuritySchemes {
     info(title = "consent-ledger", description = "OAuth 2.0 authorization server with a tamper-evident ledger"),
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz, metrics,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
-          authorize, authorize_post, par, userinfo, userinfo_post, device_authorization, bc_authorize),
+          authorize, authorize_post, par, userinfo, userinfo_post, device_authorization, bc_authorize,
+          audit_checkpoint_keys, audit_checkpoints, audit_consistency, audit_inclusion),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

@@ -30,14 +30,38 @@ impl KeyDir {
 
     /// Writes `key` with permissions 0600 in a 0700 directory; never overwrites.
     pub fn save(&self, key: &KeyMaterial) -> Result<(), KeyError> {
-        std::fs::create_dir_all(&self.path).map_err(|e| Self::err(&self.path, e))?;
+        let path = self.file(&key.kid, key.alg);
+        self.create(&path, &key.pkcs8).map_err(|e| Self::err(&path, e))
+    }
+
+    /// Creates the file `name` holding `bytes`, owner-only; `Ok(false)` when it already exists (another
+    /// node made it first), which is left untouched.
+    pub fn create_named(&self, name: &str, bytes: &[u8]) -> Result<bool, KeyError> {
+        let path = self.path.join(name);
+        match self.create(&path, bytes) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Self::err(&path, e)),
+        }
+    }
+
+    /// Reads the file `name`; `None` when there is none.
+    pub fn read_named(&self, name: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        let path = self.path.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::err(&path, e)),
+        }
+    }
+
+    fn create(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.path)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| Self::err(&self.path, e))?;
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))?;
         }
-        let path = self.file(&key.kid, key.alg);
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -45,9 +69,9 @@ impl KeyDir {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut f = options.open(&path).map_err(|e| Self::err(&path, e))?;
-        f.write_all(&key.pkcs8).map_err(|e| Self::err(&path, e))?;
-        f.sync_all().map_err(|e| Self::err(&path, e))
+        let mut f = options.open(path)?;
+        f.write_all(bytes)?;
+        f.sync_all()
     }
 
     /// Reads the private key for `kid`; `None` when this directory has no file for it.

@@ -5,11 +5,13 @@
 //! each given the same key-encryption key, under which every private key is also kept sealed in the
 //! database (`sealed.rs`), outside the ledger.
 
+pub mod checkpoint;
 mod dir;
 mod material;
 mod ring;
 mod sealed;
 
+pub use checkpoint::CheckpointKey;
 pub use dir::KeyDir;
 pub use material::KeyMaterial;
 pub use ring::KeyRing;

@@ -50,6 +50,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_backchannel_requests.sql"),
         include_str!("../../migrations/postgres/0007_backchannel_requests.sql"),
     ),
+    (
+        8,
+        "checkpoints",
+        include_str!("../../migrations/sqlite/0008_checkpoints.sql"),
+        include_str!("../../migrations/postgres/0008_checkpoints.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.

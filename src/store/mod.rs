@@ -5,6 +5,7 @@
 //! the same appends. Projection rows are folded by the `projections` crate inside the same transaction.
 
 pub mod batch;
+mod checkpoints;
 mod migrations;
 mod postgres;
 mod row_reader;
@@ -23,6 +24,7 @@ use projections::{Event, Metadata, Projection, RecordedEvent};
 use crate::clock::ClockRef;
 use serde::{Deserialize, Serialize};
 
+pub use checkpoints::CheckpointStore;
 pub use postgres::PostgresStore;
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
@@ -415,7 +417,7 @@ pub struct Connections {
 
 /// The contract every backend meets; the same test bodies run against each.
 #[async_trait]
-pub trait EventStore: OffLedger {
+pub trait EventStore: OffLedger + CheckpointStore {
     /// Appends all of `request` or none of it. Returns once the events are durable.
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, AppendError>;
 
