@@ -250,6 +250,7 @@ impl BenchServer {
                 description: String::new(),
                 default: true,
                 lifetime_seconds: None,
+                consent_lifetime_seconds: None,
                 authorizers: vec![],
             }],
             ..Config::default()

@@ -96,9 +96,27 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     {
         return invalid("a public client cannot use client_credentials".into());
     }
+    if let Some(seconds) = spec.consent_lifetime_seconds {
+        validate_consent_lifetime(seconds)
+            .map_err(|problem| RegistrationError::Invalid(format!("consent_lifetime_seconds {problem}")))?;
+    }
     validate_token_exchange(spec)?;
     validate_assisted_token(spec)?;
     validate_backchannel(spec)
+}
+
+/// The longest consent lifetime a client or a scope may set: ten years.
+pub const CONSENT_LIFETIME_SECONDS_MAX: i64 = 10 * 365 * 86_400;
+
+/// Checks a consent lifetime, from a client registration or a scope declaration alike.
+pub fn validate_consent_lifetime(seconds: i64) -> Result<(), String> {
+    if (1..=CONSENT_LIFETIME_SECONDS_MAX).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be between 1 and {CONSENT_LIFETIME_SECONDS_MAX} seconds (ten years)"
+        ))
+    }
 }
 
 /// The assisted token settings: the identifier among the grant types, only for a public client (the page
@@ -434,6 +452,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
         metadata: serde_json::Value::Null,
         require_pushed_authorization_requests: c.require_pushed_authorization_requests,
         delegation_lifetime_seconds: c.delegation_lifetime_seconds,
+        consent_lifetime_seconds: c.consent_lifetime_seconds,
         refresh_reuse_grace_seconds: c.refresh_reuse_grace_seconds,
         resource_server: c.resource_server,
         id_token_signed_response_alg: c.id_token_signed_response_alg.clone(),

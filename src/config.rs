@@ -398,6 +398,10 @@ pub struct ScopeConfig {
     /// The longest a delegation holds this scope; authorizers may shorten it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_seconds: Option<i64>,
+    /// How long a user's consent to this scope stands before they must be asked again; the client's
+    /// `consent_lifetime_seconds` may shorten it. Until revoked when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_lifetime_seconds: Option<i64>,
     /// Names of the authorizers that decide it, in order.
     #[serde(default)]
     pub authorizers: Vec<String>,
@@ -437,6 +441,9 @@ pub struct ClientConfig {
     /// Absolute lifetime of this client's delegations; the server's `[tokens]` value when absent.
     #[serde(default)]
     pub delegation_lifetime_seconds: Option<i64>,
+    /// How long a consent given to this client stands; the scope's, if shorter, wins.
+    #[serde(default)]
+    pub consent_lifetime_seconds: Option<i64>,
     /// A resource server: may introspect tokens whose audience is one of its `resources`.
     #[serde(default)]
     pub resource_server: bool,
@@ -757,6 +764,12 @@ impl Config {
                     format!("{:?} is defined twice", s.name),
                 );
             }
+            if let Some(Err(problem)) = s
+                .consent_lifetime_seconds
+                .map(crate::clients::validate_consent_lifetime)
+            {
+                return err(format!("scopes[{i}].consent_lifetime_seconds"), problem);
+            }
         }
         let mut ids = BTreeSet::new();
         for (i, c) in self.clients.iter().enumerate() {
@@ -808,6 +821,12 @@ impl Config {
             }
             if c.token_endpoint_auth_method == "private_key_jwt" && c.jwks.is_none() {
                 return err(key("jwks"), "required by private_key_jwt".into());
+            }
+            if let Some(Err(problem)) = c
+                .consent_lifetime_seconds
+                .map(crate::clients::validate_consent_lifetime)
+            {
+                return err(key("consent_lifetime_seconds"), problem);
             }
             if let Err(e) = crate::clients::delivery_mode(c.backchannel_token_delivery_mode.as_deref()) {
                 return err(key("backchannel_token_delivery_mode"), e.to_string());
@@ -888,6 +907,48 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad_issuer.validate("f").unwrap_err().key, "issuer");
+    }
+
+    #[test]
+    fn consent_lifetimes_on_scopes_and_clients_are_checked_naming_the_key() {
+        let file = |scope: &str, client: &str| {
+            format!(
+                r#"
+                [[scopes]]
+                name = "accounts"
+                consent_lifetime_seconds = {scope}
+                [[clients]]
+                client_id = "tpp"
+                name = "Payment service"
+                grant_types = ["client_credentials"]
+                secret_sha256 = "{}"
+                consent_lifetime_seconds = {client}
+                "#,
+                "a".repeat(64)
+            )
+        };
+        let psd2 = Config::parse("c.toml", &file("15552000", "7776000")).unwrap();
+        assert!(psd2.validate("c.toml").is_ok());
+        assert_eq!(
+            crate::clients::spec_from_config(&psd2.clients[0]).consent_lifetime_seconds,
+            Some(7_776_000)
+        );
+        let e = Config::parse("c.toml", &file("0", "60"))
+            .unwrap()
+            .validate("c.toml")
+            .unwrap_err();
+        assert_eq!(e.key, "scopes[0].consent_lifetime_seconds");
+        let e = Config::parse("c.toml", &file("60", "-1"))
+            .unwrap()
+            .validate("c.toml")
+            .unwrap_err();
+        assert_eq!(e.key, "clients[0].consent_lifetime_seconds");
+        let ten_years_and_a_day = crate::clients::CONSENT_LIFETIME_SECONDS_MAX + 86_400;
+        let e = Config::parse("c.toml", &file(&ten_years_and_a_day.to_string(), "60"))
+            .unwrap()
+            .validate("c.toml")
+            .unwrap_err();
+        assert!(e.problem.contains("ten years"), "{}", e.problem);
     }
 
     #[test]

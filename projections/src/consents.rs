@@ -26,6 +26,8 @@ pub struct Consent {
     pub given_at: UnixSeconds,
     /// Position of the event that recorded the decision; the decision trail cites it.
     pub position: u64,
+    /// When a grant stops counting; `None` stands until revoked. Compared with the `now` of each
+    /// question ([`Consent::is_standing_at`]): nothing is recorded when it passes.
     pub expires_at: Option<UnixSeconds>,
     pub revoked_at: Option<UnixSeconds>,
 }

@@ -327,6 +327,10 @@ pub struct ClientSpec {
     /// must be asked again; `None` takes the server's `[tokens] delegation_lifetime_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation_lifetime_seconds: Option<i64>,
+    /// How long a consent this client is given stands, from when it is given; the shorter of this and
+    /// the scope's `consent_lifetime_seconds` applies, and `None` on both sides means until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_lifetime_seconds: Option<i64>,
     /// A rotated refresh token presented again within this many seconds gets a fresh pair instead of
     /// revoking the delegation; 0 (the default) turns the grace window off.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -553,6 +557,9 @@ pub struct ConsentGranted {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub authorization_details: Value,
+    /// When the consent stops counting (the shorter of the scopes' and the client's consent lifetimes
+    /// from `at`); `None`, and every event written before lifetimes existed, never expires. One answer
+    /// whose scopes end at different times is recorded as one `ConsentGranted` per end.
     pub expires_at: Option<UnixSeconds>,
     pub at: UnixSeconds,
     /// What the consent page showed for each scope (description, lifetime), as the user saw it. Absent

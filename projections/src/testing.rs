@@ -55,6 +55,7 @@ fn client(n: u8, name: String, third: bool) -> ClientSpec {
         metadata: json!({"n": n}),
         require_pushed_authorization_requests: false,
         delegation_lifetime_seconds: None,
+        consent_lifetime_seconds: (n % 2 == 1).then_some(180 * 86_400),
         refresh_reuse_grace_seconds: u32::from(n) * 10,
         ..ClientSpec::default()
     }

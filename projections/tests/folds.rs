@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Properties of the pure folds that the store relies on.
 
+use projections::consents::Consent;
+use projections::queries;
 use projections::testing::{events, recorded};
 use projections::{LedgerState, RecordedEvent};
 use proptest::prelude::*;
@@ -56,6 +58,38 @@ proptest! {
             back.load_row(w.table, &w.id, w.state).unwrap();
         }
         prop_assert_eq!(back, state);
+    }
+
+    /// Expiry needs no event: the same folded rows answer "does a consent stand?" differently on either
+    /// side of a consent's `expires_at`, and never with a consent past it.
+    #[test]
+    fn a_standing_consent_is_never_past_its_expiry(evs in events(60), now in 0i64..2_500) {
+        let state = LedgerState::fold(&recorded(&evs, 1));
+        let consents: Vec<&Consent> = state.consents.values().collect();
+        for c in &consents {
+            for scope in &c.scopes {
+                let standing = |t| queries::standing_consent(consents.iter().copied(), &c.subject, &c.client_id, scope, t);
+                if let Some(found) = standing(now) {
+                    prop_assert!(found.expires_at.is_none_or(|e| now < e), "{found:?} at {now}");
+                    prop_assert!(found.revoked_at.is_none());
+                }
+                if let Some(exp) = c.expires_at {
+                    prop_assert!(standing(exp).is_none_or(|f| f.consent_id != c.consent_id));
+                    if c.is_standing_at(exp - 1) && c.given_at < exp {
+                        // The latest decision on the scope governs: when it is this consent, it stands
+                        // until the second before its expiry.
+                        let latest = consents
+                            .iter()
+                            .filter(|o| o.subject == c.subject && o.client_id == c.client_id
+                                && o.given_at < exp && o.scopes.contains(scope))
+                            .max_by_key(|o| o.position);
+                        if latest.is_some_and(|l| l.consent_id == c.consent_id) {
+                            prop_assert_eq!(standing(exp - 1).map(|f| &f.consent_id), Some(&c.consent_id));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

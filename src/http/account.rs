@@ -92,7 +92,7 @@ struct ConsentRow {
     given: String,
     expires: String,
     standing: bool,
-    /// "Standing", "Expired", "Revoked 2025-… UTC", or "Not applicable" for a refusal.
+    /// "In force", "Expired 2025-… UTC", "Revoked 2025-… UTC", or "Not in force" for a refusal.
     status: String,
 }
 
@@ -275,11 +275,12 @@ fn applications(
 fn consent_row(c: &Consent, client_name: String, policy: &Policy, now: UnixSeconds) -> ConsentRow {
     let granted = c.decision == Decision::Granted;
     let standing = c.is_standing_at(now);
-    let status = match c.revoked_at {
-        Some(at) => format!("Revoked {}", utc(at)),
-        None if !granted => "Not in force (a refusal)".into(),
-        None if standing => "In force".into(),
-        None => "Expired".into(),
+    let status = match (c.revoked_at, c.expires_at) {
+        (Some(at), _) => format!("Revoked {}", utc(at)),
+        _ if !granted => "Not in force (a refusal)".into(),
+        _ if standing => "In force".into(),
+        (None, Some(at)) => format!("Expired {}", utc(at)),
+        (None, None) => "Expired".into(),
     };
     ConsentRow {
         id: c.consent_id.clone(),

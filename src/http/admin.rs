@@ -148,6 +148,8 @@ pub struct ClientRequest {
     #[serde(default)]
     pub delegation_lifetime_seconds: Option<i64>,
     #[serde(default)]
+    pub consent_lifetime_seconds: Option<i64>,
+    #[serde(default)]
     pub refresh_reuse_grace_seconds: u32,
     #[serde(default)]
     pub resource_server: bool,
@@ -197,6 +199,7 @@ impl ClientRequest {
             metadata: self.metadata,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             delegation_lifetime_seconds: self.delegation_lifetime_seconds,
+            consent_lifetime_seconds: self.consent_lifetime_seconds,
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
             resource_server: self.resource_server,
             id_token_signed_response_alg: self.id_token_signed_response_alg,

@@ -359,7 +359,8 @@ pub async fn answer<P: Pending>(
             let shown_json = shown(&policy, &answered.shown);
             let consents = issue::consent(issue::ConsentAnswer {
                 subject: &signed.user.subject,
-                client_id: &signed.client.spec.client_id,
+                client: &signed.client.spec,
+                policy: &policy,
                 approved: vec![],
                 refused: answered.refused.clone(),
                 authorization_details: &Value::Null,
@@ -435,7 +436,8 @@ async fn approve<P: Pending>(
 ) -> Response {
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
-        client_id: &signed.client.spec.client_id,
+        client: &signed.client.spec,
+        policy,
         approved: answered.approved.clone(),
         refused: answered.refused.clone(),
         authorization_details: &Value::Null,

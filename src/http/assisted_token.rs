@@ -422,7 +422,8 @@ async fn consent_answer(
     };
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
-        client_id: &asked.client_id,
+        client: &signed.client.spec,
+        policy: &policy,
         approved: answered.approved,
         refused: answered.refused,
         authorization_details: &Value::Null,

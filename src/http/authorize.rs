@@ -534,7 +534,8 @@ async fn consent(State(app): State<AppRef>, headers: HeaderMap, form: Result<For
     let shown_json = shown(&policy, &answered.shown);
     let consents = issue::consent(issue::ConsentAnswer {
         subject: &signed.user.subject,
-        client_id: &request.client_id,
+        client: &signed.client.spec,
+        policy: &policy,
         approved: answered.approved,
         refused: answered.refused,
         authorization_details: &request.authorization_details,

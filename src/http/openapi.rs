@@ -692,6 +692,10 @@ pub struct ClientRegistration {
     #[serde(default)]
     require_pushed_authorization_requests: bool,
     delegation_lifetime_seconds: Option<i64>,
+    /// How long a consent given to this client stands, in seconds (1 to 315360000, ten years); the
+    /// shorter of this and the scope's `consent_lifetime_seconds` applies. Until revoked when absent.
+    #[schema(minimum = 1, maximum = 315_360_000)]
+    consent_lifetime_seconds: Option<i64>,
     #[serde(default)]
     refresh_reuse_grace_seconds: u32,
     #[serde(default)]

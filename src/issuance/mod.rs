@@ -215,6 +215,7 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
             continue;
         }
         let evaluation = engine.evaluate(def, &scope, value, &ctx);
+        let consent_lifetime = def.consent_lifetime_seconds_for(client);
         let outcome = match &evaluation.combined {
             Verdict::Deny { reason } => Outcome::Denied {
                 reason: reason.clone(),
@@ -223,12 +224,14 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
                 &scope,
                 &Default::default(),
                 def.lifetime_seconds,
+                consent_lifetime,
                 &situation,
             )),
             Verdict::Conditional { conditions } => resolution_outcome(resolution::resolve(
                 &scope,
                 conditions,
                 def.lifetime_seconds,
+                consent_lifetime,
                 &situation,
             )),
         };

@@ -67,6 +67,7 @@ impl Policy {
                 description: s.description.clone(),
                 default: s.default,
                 lifetime_seconds: s.lifetime_seconds,
+                consent_lifetime_seconds: s.consent_lifetime_seconds,
                 authorizers: assigned,
             });
         }
@@ -90,6 +91,19 @@ impl Policy {
             document,
             http_authorizers,
         })
+    }
+
+    /// How long a consent `client` is given to `scope` stands: the shorter of the scope's and the
+    /// client's consent lifetimes; `None` (until revoked) when neither sets one.
+    pub fn consent_lifetime_seconds(
+        &self,
+        scope: &str,
+        client: &projections::event::ClientSpec,
+    ) -> Option<i64> {
+        match self.engine.find(scope) {
+            Some((def, _)) => def.consent_lifetime_seconds_for(client),
+            None => client.consent_lifetime_seconds,
+        }
     }
 
     /// Names of the configured scopes and templates.

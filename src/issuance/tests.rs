@@ -285,6 +285,7 @@ fn random_policy() -> impl Strategy<Value = Policy> {
                     description: String::new(),
                     default: i == 0,
                     lifetime_seconds: lifetime,
+                    consent_lifetime_seconds: None,
                     authorizers: assigned.into_iter().map(|a| format!("a{}", a % n)).collect(),
                 })
                 .collect();

@@ -22,8 +22,18 @@ pub struct ScopeDef {
     pub description: String,
     pub default: bool,
     pub lifetime_seconds: Option<i64>,
+    /// How long a consent to this scope stands (`consent_lifetime_seconds`); `None` until revoked.
+    pub consent_lifetime_seconds: Option<i64>,
     /// Indexes into [`PolicyEngine::authorizers`].
     pub authorizers: Vec<usize>,
+}
+
+impl ScopeDef {
+    /// How long a consent `client` is given to this scope stands: the shorter of the scope's and the
+    /// client's consent lifetimes; `None` (until revoked) when neither sets one.
+    pub fn consent_lifetime_seconds_for(&self, client: &projections::event::ClientSpec) -> Option<i64> {
+        super::resolution::shorter(self.consent_lifetime_seconds, client.consent_lifetime_seconds)
+    }
 }
 
 /// Scopes and authorizers, ready to decide.

@@ -91,11 +91,18 @@ pub fn step_up_met(
     acr_met && age_met && fresh_met
 }
 
-/// Resolves `conditions` for `scope`; `lifetime_seconds` is the scope's configured default lifetime.
+/// Resolves `conditions` for `scope`; `lifetime_seconds` is the scope's configured default lifetime and
+/// `consent_lifetime_seconds` how long a consent the user gives now would stand (the shorter of the
+/// scope's and the client's, see [`crate::issuance::Policy::consent_lifetime_seconds`]).
+///
+/// A scope issued on the strength of a consent lives no longer than that consent: until the ledger
+/// consent's `expires_at`, or, approved now, until the consent being recorded expires. So a delegation
+/// stops holding (and refreshing) a scope when the consent behind it expires.
 pub fn resolve(
     scope: &str,
     conditions: &Conditions,
     lifetime_seconds: Option<i64>,
+    consent_lifetime_seconds: Option<i64>,
     s: &Situation<'_>,
 ) -> Resolution {
     let ttl = min_expiry(conditions.ttl_seconds, lifetime_seconds);
@@ -139,7 +146,7 @@ pub fn resolve(
     if s.approved_now.iter().any(|a| a == scope) {
         return Resolution::Issued {
             consent: ConsentSource::UserNow,
-            expires_at,
+            expires_at: min_expiry(expires_at, consent_expiry(s.now, consent_lifetime_seconds)),
         };
     }
     if s.user_present {
@@ -173,10 +180,20 @@ pub fn resolve(
 
 /// The earlier of two optional limits; `None` is no limit.
 fn min_expiry(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    shorter(a, b)
+}
+
+/// The shorter of two optional lifetimes (or earlier of two instants); `None` is no limit.
+pub fn shorter(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// When a consent given at `given_at` with `lifetime_seconds` stops counting; `None` never.
+pub fn consent_expiry(given_at: UnixSeconds, lifetime_seconds: Option<i64>) -> Option<UnixSeconds> {
+    lifetime_seconds.map(|l| given_at.saturating_add(l.max(0)))
 }
 
 #[cfg(test)]
@@ -232,14 +249,14 @@ mod tests {
         let consents = [consent(&["read"], 7, Some(500))];
         let s = situation(&consents);
         assert_eq!(
-            resolve("read", &needs_consent(), None, &s),
+            resolve("read", &needs_consent(), None, None, &s),
             Resolution::Issued {
                 consent: ConsentSource::Ledger { position: 7 },
                 expires_at: Some(500)
             }
         );
         assert_eq!(
-            resolve("write", &needs_consent(), None, &s),
+            resolve("write", &needs_consent(), None, None, &s),
             Resolution::DroppedNoConsent
         );
         let strict = Situation {
@@ -247,14 +264,139 @@ mod tests {
             ..s
         };
         assert_eq!(
-            resolve("read", &needs_consent(), None, &strict),
+            resolve("read", &needs_consent(), None, None, &strict),
             Resolution::DroppedNoConsent
         );
         let later = Situation { now: 600, ..s };
         assert_eq!(
-            resolve("read", &needs_consent(), None, &later),
+            resolve("read", &needs_consent(), None, None, &later),
             Resolution::DroppedNoConsent
         );
+    }
+
+    /// A consent to `read` given at 0 that expires at `expires_at`, and the decision at `now`.
+    struct ExpiryCase {
+        name: &'static str,
+        expires_at: Option<i64>,
+        now: i64,
+        user_present: bool,
+        then: Resolution,
+    }
+
+    #[test]
+    fn a_consent_counts_until_its_expiry_and_not_from_it() {
+        let ledger = |expires_at| Resolution::Issued {
+            consent: ConsentSource::Ledger { position: 7 },
+            expires_at,
+        };
+        let ask = Resolution::AskUser {
+            consent: true,
+            step_up: None,
+        };
+        let cases = [
+            ExpiryCase {
+                name: "live, user absent: issued until the consent expires",
+                expires_at: Some(1_000),
+                now: 999,
+                user_present: false,
+                then: ledger(Some(1_000)),
+            },
+            ExpiryCase {
+                name: "expired one second ago, user absent: dropped",
+                expires_at: Some(1_000),
+                now: 1_001,
+                user_present: false,
+                then: Resolution::DroppedNoConsent,
+            },
+            ExpiryCase {
+                name: "expiring this very second, user absent: dropped",
+                expires_at: Some(1_000),
+                now: 1_000,
+                user_present: false,
+                then: Resolution::DroppedNoConsent,
+            },
+            ExpiryCase {
+                name: "no lifetime, user absent, years later: issued",
+                expires_at: None,
+                now: 10 * 365 * 86_400,
+                user_present: false,
+                then: ledger(None),
+            },
+            ExpiryCase {
+                name: "live, user present: not asked again",
+                expires_at: Some(1_000),
+                now: 999,
+                user_present: true,
+                then: ledger(Some(1_000)),
+            },
+            ExpiryCase {
+                name: "expired one second ago, user present: asked again",
+                expires_at: Some(1_000),
+                now: 1_001,
+                user_present: true,
+                then: ask,
+            },
+            ExpiryCase {
+                name: "no lifetime, user present: not asked again",
+                expires_at: None,
+                now: 1_001,
+                user_present: true,
+                then: ledger(None),
+            },
+        ];
+        for case in cases {
+            // Given a consent to read recorded at position 7
+            let consents = [consent(&["read"], 7, case.expires_at)];
+            let s = Situation {
+                user_present: case.user_present,
+                now: case.now,
+                ..situation(&consents)
+            };
+            // When a new delegation asks for read, Then
+            assert_eq!(
+                resolve("read", &needs_consent(), None, None, &s),
+                case.then,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_scope_approved_now_lives_no_longer_than_the_consent_recorded_for_it() {
+        let approved = ["read".to_owned()];
+        let s = Situation {
+            user_present: true,
+            approved_now: &approved,
+            ..situation(&[])
+        };
+        // A 30-second consent caps a 60-second scope lifetime; the scope lifetime caps a longer consent.
+        assert_eq!(
+            resolve("read", &needs_consent(), Some(60), Some(30), &s),
+            Resolution::Issued {
+                consent: ConsentSource::UserNow,
+                expires_at: Some(130)
+            }
+        );
+        assert_eq!(
+            resolve("read", &needs_consent(), Some(60), Some(600), &s),
+            Resolution::Issued {
+                consent: ConsentSource::UserNow,
+                expires_at: Some(160)
+            }
+        );
+        // A consent lifetime means nothing to a scope no authorizer asks consent for.
+        assert_eq!(
+            resolve("read", &Conditions::default(), None, Some(30), &s),
+            Resolution::Issued {
+                consent: ConsentSource::NotRequired,
+                expires_at: None
+            }
+        );
+        assert_eq!(shorter(Some(5), None), Some(5));
+        assert_eq!(shorter(Some(5), Some(3)), Some(3));
+        assert_eq!(consent_expiry(100, Some(50)), Some(150));
+        assert_eq!(consent_expiry(100, None), None);
     }
 
     #[test]
@@ -264,7 +406,7 @@ mod tests {
             ..situation(&[])
         };
         assert_eq!(
-            resolve("read", &needs_consent(), None, &s),
+            resolve("read", &needs_consent(), None, None, &s),
             Resolution::AskUser {
                 consent: true,
                 step_up: None
@@ -276,7 +418,7 @@ mod tests {
             ..s
         };
         assert!(matches!(
-            resolve("read", &needs_consent(), None, &s2),
+            resolve("read", &needs_consent(), None, None, &s2),
             Resolution::Issued {
                 consent: ConsentSource::UserNow,
                 ..
@@ -287,7 +429,7 @@ mod tests {
             ..Conditions::default()
         };
         assert_eq!(
-            resolve("read", &step, None, &situation(&[])),
+            resolve("read", &step, None, None, &situation(&[])),
             Resolution::DroppedStepUp
         );
     }
@@ -299,14 +441,14 @@ mod tests {
             ..Conditions::default()
         };
         assert_eq!(
-            resolve("read", &c, Some(30), &situation(&[])),
+            resolve("read", &c, Some(30), None, &situation(&[])),
             Resolution::Issued {
                 consent: ConsentSource::NotRequired,
                 expires_at: Some(130)
             }
         );
         assert_eq!(
-            resolve("read", &Conditions::default(), None, &situation(&[])),
+            resolve("read", &Conditions::default(), None, None, &situation(&[])),
             Resolution::Issued {
                 consent: ConsentSource::NotRequired,
                 expires_at: None
@@ -346,14 +488,14 @@ mod tests {
         };
         // Even a scope no authorizer asks consent for: held until 150, not past it.
         assert_eq!(
-            resolve("read", &Conditions::default(), Some(3_600), &s),
+            resolve("read", &Conditions::default(), Some(3_600), None, &s),
             Resolution::Issued {
                 consent: ConsentSource::NotRequired,
                 expires_at: Some(150)
             }
         );
         assert_eq!(
-            resolve("read", &needs_consent(), None, &s),
+            resolve("read", &needs_consent(), None, None, &s),
             Resolution::Issued {
                 consent: ConsentSource::Delegation {
                     delegation_id: "d1".into()
@@ -363,11 +505,11 @@ mod tests {
         );
         // Past its delegated expiry, or never held: dropped, with or without a consent authorizer.
         assert_eq!(
-            resolve("old", &Conditions::default(), None, &s),
+            resolve("old", &Conditions::default(), None, None, &s),
             Resolution::DroppedNotHeld
         );
         assert_eq!(
-            resolve("write", &Conditions::default(), None, &s),
+            resolve("write", &Conditions::default(), None, None, &s),
             Resolution::DroppedNotHeld
         );
     }
@@ -405,14 +547,14 @@ mod tests {
         };
         // Then the step-up is still asked for
         assert!(matches!(
-            resolve("pay", &step_up(Some("mfa"), None), None, &s),
+            resolve("pay", &step_up(Some("mfa"), None), None, None, &s),
             Resolution::AskUser { step_up: Some(_), .. }
         ));
         // And once the session itself is mfa, the approval settles the consent
         let mfa = signed_in("mfa", 95);
         let s = Situation { auth: &mfa, ..s };
         assert!(matches!(
-            resolve("pay", &step_up(Some("mfa"), None), None, &s),
+            resolve("pay", &step_up(Some("mfa"), None), None, None, &s),
             Resolution::Issued {
                 consent: ConsentSource::UserNow,
                 ..
