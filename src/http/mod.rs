@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod approval;
 mod assisted_token;
+pub mod audit;
 mod authorize;
 mod ciba;
 mod client_auth;
@@ -51,6 +52,10 @@ pub const ROUTES: &[&str] = &[
     "/userinfo",
     "/device_authorization",
     "/bc-authorize",
+    "/audit/events",
+    "/audit/tokens/{jti}",
+    "/audit/delegations/{id}",
+    "/audit/subjects/{sub}",
 ];
 
 /// The server's routes.
@@ -79,6 +84,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/metrics", get(metrics::metrics))
         .route("/static/style.css", get(crate::pages::stylesheet))
+        .merge(audit::routes())
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
         .merge(assisted_token::routes())

@@ -50,6 +50,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_backchannel_requests.sql"),
         include_str!("../../migrations/postgres/0007_backchannel_requests.sql"),
     ),
+    (
+        9,
+        "audit indexes",
+        include_str!("../../migrations/sqlite/0009_audit_indexes.sql"),
+        include_str!("../../migrations/postgres/0009_audit_indexes.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.
