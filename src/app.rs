@@ -44,6 +44,8 @@ pub struct App {
     pub dpop_nonce_key: tokio::sync::OnceCell<aws_lc_rs::hmac::Key>,
     /// The trusted issuers of `[[trusted_issuers]]` and their keys (fetched ones cached here).
     pub trust: crate::trust::Trust,
+    /// One permit per live follower of the audit API (`audit.followers_max`).
+    pub audit_followers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a policy could not be loaded or published.
@@ -118,6 +120,7 @@ impl App {
             csrf_key: tokio::sync::OnceCell::new(),
             dpop_nonce_key: tokio::sync::OnceCell::new(),
             trust: crate::trust::Trust::new(&config.trusted_issuers),
+            audit_followers: Arc::new(tokio::sync::Semaphore::new(config.audit.followers_max as usize)),
             config,
             http,
         })

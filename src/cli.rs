@@ -174,6 +174,9 @@ pub enum ClientsCommand {
         /// urn:curity:params:grant-type:assisted-token and --auth-method none); repeatable.
         #[arg(long = "allowed-origin")]
         allowed_origins: Vec<String>,
+        /// An auditor: may be granted the audit scope by client_credentials (the audit API).
+        #[arg(long)]
+        auditor: bool,
     },
 }
 
@@ -266,6 +269,30 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the ledger's events as NDJSON to standard output, the lines of GET /audit/events.
+    Export {
+        /// Start after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Only this stream's events.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events of this type (e.g. TokenIssued).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only events whose payload names this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only events whose payload names this client.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Only events recorded at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events recorded at or before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Fold the log into fresh state: compare with the stored rows, or print the state as of --until.
     Replay {
         /// A position, or an RFC 3339 time.
@@ -297,6 +324,8 @@ pub enum CliError {
     Relay(#[from] crate::relay::RelayError),
     #[error(transparent)]
     Checkpointer(#[from] crate::audit::checkpointer::CheckpointerError),
+    #[error(transparent)]
+    Export(#[from] crate::audit::export::ExportError),
 }
 
 /// Reads a file an auditor gave, naming it in the error.
@@ -443,6 +472,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             backchannel_token_delivery_mode,
             backchannel_client_notification_endpoint,
             allowed_origins,
+            auditor,
         }) => {
             let kind: ClientKind = serde_json::from_value(serde_json::json!(kind))
                 .map_err(|_| CliError::Usage("--kind is first_party or third_party".into()))?;
@@ -488,6 +518,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 )?,
                 backchannel_client_notification_endpoint,
                 allowed_origins,
+                auditor,
                 ..Default::default()
             };
             let existing: Option<Client> = store::get(store.as_ref(), &id).await?;
@@ -594,6 +625,36 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Audit(AuditCommand::Export {
+            after,
+            stream,
+            event_type,
+            subject,
+            client_id,
+            from,
+            to,
+        }) => {
+            let time = |flag: &str, v: Option<String>| {
+                v.map(|t| {
+                    crate::audit::events::parse_time(&t)
+                        .ok_or_else(|| CliError::Usage(format!("--{flag} {t:?} is not an RFC 3339 time")))
+                })
+                .transpose()
+            };
+            let filter = crate::audit::events::Filter {
+                stream,
+                event_type,
+                subject,
+                client_id,
+                from: time("from", from)?,
+                to: time("to", to)?,
+                through: None,
+            };
+            let mut progress = Progress::new(progress_mode, "export", "events", 0);
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            crate::audit::export::export(store.as_ref(), &filter, after, &mut out, &mut progress).await?;
+            ExitCode::SUCCESS
         }
         Command::Audit(AuditCommand::Replay { .. }) => {
             let mut progress = Progress::new(progress_mode, "replay", "events and rows", 0);

@@ -102,6 +102,7 @@ pub fn validate(spec: &ClientSpec) -> Result<(), RegistrationError> {
     }
     validate_token_exchange(spec)?;
     validate_assisted_token(spec)?;
+    validate_auditor(spec)?;
     validate_backchannel(spec)
 }
 
@@ -117,6 +118,27 @@ pub fn validate_consent_lifetime(seconds: i64) -> Result<(), String> {
             "must be between 1 and {CONSENT_LIFETIME_SECONDS_MAX} seconds (ten years)"
         ))
     }
+}
+
+/// The auditor setting: the `audit` scope is granted by client credentials only, to a client an operator
+/// registered, so an auditor has that grant type and is not dynamically registered; a client that is not
+/// an auditor cannot list the scope.
+pub fn validate_auditor(spec: &ClientSpec) -> Result<(), RegistrationError> {
+    let invalid = |m: &str| Err(RegistrationError::Invalid(m.into()));
+    let audit_listed = spec.scopes.iter().any(|s| s == crate::issuance::AUDIT_SCOPE);
+    if !spec.auditor {
+        return match audit_listed {
+            true => invalid("the audit scope is granted only to a client registered with auditor = true"),
+            false => Ok(()),
+        };
+    }
+    if !spec.grant_types.iter().any(|g| g == "client_credentials") {
+        return invalid("an auditor is granted the audit scope by client_credentials; add that grant type");
+    }
+    if spec.dynamically_registered {
+        return invalid("an auditor is a client an operator registers, not a dynamically registered one");
+    }
+    Ok(())
 }
 
 /// The assisted token settings: the identifier among the grant types, only for a public client (the page
@@ -466,6 +488,7 @@ pub fn spec_from_config(c: &ClientConfig) -> ClientSpec {
             .flatten(),
         backchannel_client_notification_endpoint: c.backchannel_client_notification_endpoint.clone(),
         allowed_origins: c.allowed_origins.clone(),
+        auditor: c.auditor,
     }
 }
 

@@ -94,7 +94,8 @@ pub struct Config {
     pub trusted_issuers: Vec<crate::trust::issuers::TrustedIssuerConfig>,
 }
 
-/// Signed checkpoints of the log (`consent-ledger serve` signs one when either limit is reached).
+/// The audit side: signed checkpoints of the log (`consent-ledger serve` signs one when either limit is
+/// reached) and the audit API's live follow (`GET /audit/events` with `Accept: text/event-stream`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
@@ -104,6 +105,13 @@ pub struct AuditSettings {
     /// Sign a checkpoint once this many seconds passed since the last one, if the log grew.
     #[serde(default = "default_checkpoint_every_seconds")]
     pub checkpoint_every_seconds: i64,
+    /// Followers served at once by this node; one more is answered 503.
+    #[serde(default = "default_audit_followers_max")]
+    pub followers_max: u32,
+    /// Seconds between heartbeat comments on an idle follow (which also read the log again, in case a
+    /// commit notification was lost).
+    #[serde(default = "default_audit_heartbeat_seconds")]
+    pub heartbeat_seconds: u64,
 }
 
 impl Default for AuditSettings {
@@ -111,6 +119,8 @@ impl Default for AuditSettings {
         AuditSettings {
             checkpoint_every_events: default_checkpoint_every_events(),
             checkpoint_every_seconds: default_checkpoint_every_seconds(),
+            followers_max: default_audit_followers_max(),
+            heartbeat_seconds: default_audit_heartbeat_seconds(),
         }
     }
 }
@@ -121,6 +131,12 @@ fn default_checkpoint_every_events() -> u64 {
 
 fn default_checkpoint_every_seconds() -> i64 {
     300
+fn default_audit_followers_max() -> u32 {
+    64
+}
+
+fn default_audit_heartbeat_seconds() -> u64 {
+    15
 }
 
 /// DPoP (RFC 9449): how proofs of possession are checked.
@@ -471,6 +487,9 @@ pub struct ClientConfig {
     /// The assisted token flow: the exact origins that may frame `/assisted-token` for this client.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// An auditor: may be granted the `audit` scope by client credentials, which opens the audit API.
+    #[serde(default)]
+    pub auditor: bool,
 }
 
 /// A client's `token_exchange` settings, in the configuration file and the admin API.
@@ -681,6 +700,12 @@ impl Config {
                 "must be between 1 and 86400".into(),
             );
         }
+        if !(1..=10_000).contains(&self.audit.followers_max) {
+            return err("audit.followers_max".into(), "must be 1 to 10000".into());
+        }
+        if !(1..=300).contains(&self.audit.heartbeat_seconds) {
+            return err("audit.heartbeat_seconds".into(), "must be 1 to 300".into());
+        }
         if !(1..=3600).contains(&self.dpop.proof_lifetime_seconds) {
             return err(
                 "dpop.proof_lifetime_seconds".into(),
@@ -758,6 +783,12 @@ impl Config {
                     format!("{:?} is not a valid scope name", s.name),
                 );
             }
+            if s.name == crate::issuance::AUDIT_SCOPE {
+                return err(
+                    format!("scopes[{i}].name"),
+                    "\"audit\" is built in: granted to clients with auditor = true, it needs no entry".into(),
+                );
+            }
             if !names.insert(s.name.as_str()) {
                 return err(
                     format!("scopes[{i}].name"),
@@ -796,11 +827,11 @@ impl Config {
                     ),
                 );
             }
-            if let Some(s) = c
-                .scopes
-                .iter()
-                .find(|s| !names.contains(s.as_str()) && policy.engine.find(s).is_none())
-            {
+            if let Some(s) = c.scopes.iter().find(|s| {
+                !names.contains(s.as_str())
+                    && policy.engine.find(s).is_none()
+                    && s.as_str() != crate::issuance::AUDIT_SCOPE
+            }) {
                 return err(
                     key("scopes"),
                     format!("scope {s:?} is not defined under [[scopes]]"),
@@ -836,6 +867,9 @@ impl Config {
             }
             if let Err(e) = crate::clients::validate_assisted_token(&crate::clients::spec_from_config(c)) {
                 return err(key("allowed_origins"), e.to_string());
+            }
+            if let Err(e) = crate::clients::validate_auditor(&crate::clients::spec_from_config(c)) {
+                return err(key("auditor"), e.to_string());
             }
         }
         let mut issuers = BTreeSet::new();

@@ -368,6 +368,10 @@ pub struct ClientSpec {
     /// receive its messages; empty for a client that does not use the assisted token flow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// An auditor: the one kind of client granted the `audit` scope, by client credentials, which opens
+    /// the audit API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auditor: bool,
 }
 
 /// A client's token exchange permissions (RFC 8693).

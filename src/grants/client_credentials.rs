@@ -215,6 +215,27 @@ mod tests {
     );
 
     #[test]
+    fn audit_is_issued_to_an_auditor_alone_and_the_trail_says_why() {
+        let scope = vec!["audit".to_owned(), "read".to_owned()];
+        let request = Request {
+            scope: Some(&scope),
+            resource: None,
+            authorization_details: &Value::Null,
+        };
+        let mut auditor = machine();
+        auditor.spec.auditor = true;
+        let granted = decide(&policy(), &auditor, &Facts::default(), request, NOW).unwrap();
+        assert_eq!(granted.scope_names(), ["audit", "read"]);
+        let refused = decide(&policy(), &machine(), &Facts::default(), request, NOW).unwrap();
+        assert_eq!(refused.scope_names(), ["read"]);
+        let line = refused.trail.iter().find(|t| t.scope == "audit").unwrap();
+        assert!(
+            matches!(&line.outcome, crate::issuance::Outcome::Denied { reason } if reason.contains("auditor")),
+            "{line:?}"
+        );
+    }
+
+    #[test]
     fn client_credentials_table() {
         let none = Facts::default();
         let consented = Facts {

@@ -171,6 +171,9 @@ pub struct ClientRequest {
     /// The assisted token flow: the origins that may frame `/assisted-token` for this client.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// May be granted the `audit` scope by client credentials (the audit API).
+    #[serde(default)]
+    pub auditor: bool,
 }
 
 fn client_secret_basic() -> String {
@@ -210,6 +213,7 @@ impl ClientRequest {
             backchannel_token_delivery_mode,
             backchannel_client_notification_endpoint: self.backchannel_client_notification_endpoint,
             allowed_origins: self.allowed_origins,
+            auditor: self.auditor,
         })
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 mod approval;
 mod assisted_token;
 mod audit_checkpoints;
+pub mod audit;
 mod authorize;
 mod ciba;
 mod client_auth;
@@ -56,6 +57,10 @@ pub const ROUTES: &[&str] = &[
     "/audit/checkpoints",
     "/audit/checkpoints/consistency",
     "/audit/events/{position}/proof",
+    "/audit/events",
+    "/audit/tokens/{jti}",
+    "/audit/delegations/{id}",
+    "/audit/subjects/{sub}",
 ];
 
 /// The server's routes.
@@ -85,6 +90,7 @@ pub fn router(app: AppRef) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/static/style.css", get(crate::pages::stylesheet))
         .merge(audit_checkpoints::routes())
+        .merge(audit::routes())
         // Pages (HTML, for people): not part of the OpenAPI document.
         .merge(authorize::routes())
         .merge(assisted_token::routes())

@@ -723,6 +723,10 @@ pub struct ClientRegistration {
     /// `urn:curity:params:grant-type:assisted-token`, refused without it; only for a public client.
     #[serde(default)]
     allowed_origins: Vec<String>,
+    /// An auditor: granted the `audit` scope by `client_credentials` (the audit API). Needs that grant
+    /// type; not with `dynamically_registered`. Only an auditor may list `audit` in `scopes`.
+    #[serde(default)]
+    auditor: bool,
 }
 
 /// What a client may do with token exchange (RFC 8693). At least one of `impersonation` and `actors`
@@ -1110,6 +1114,106 @@ fn audit_consistency() {}
 #[allow(dead_code)]
 fn audit_inclusion() {}
 
+/// An error of the audit API (`unauthorized`, `invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`,
+/// `insufficient_scope`, `invalid_request`, `not_found`, `too_many_followers`, `temporarily_unavailable`).
+#[derive(Serialize, ToSchema)]
+pub struct AuditErrorBody {
+    error: String,
+    error_description: String,
+}
+
+/// One line of `GET /audit/events` (and of `consent-ledger audit export`): an event as the ledger holds
+/// it. `payload` and `metadata` are the stored JSON, so the hash can be recomputed from the lines.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventLine {
+    position: u64,
+    stream: String,
+    version: u64,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    #[schema(value_type = Object)]
+    metadata: serde_json::Value,
+    /// When the event was recorded: RFC 3339, UTC, to the microsecond.
+    time: String,
+    /// The chain hash, lowercase hex.
+    hash: String,
+}
+
+#[utoipa::path(get, path = "/audit/events", tag = "audit", security(("audit_token" = ["audit"]), ("admin_token" = [])),
+    description = "The ledger's events after `after`, as NDJSON (one `AuditEventLine` per line), at most `limit`. A page walks at most 10,000 positions whatever the filters, so a rare filter may answer fewer lines (even none) with a `Link` to the next page; the `Link` is absent once a page reaches the end of the log (or `to`). With `Accept: text/event-stream` the log is followed live (see the audit guide).",
+    params(
+        ("after" = Option<u64>, Query, description = "The last position already read; 0 (the default) starts at the beginning"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events on the page; 100 by default"),
+        ("stream" = Option<String>, Query, description = "Only this stream's events (`delegation-…`, `token-…`)"),
+        ("type" = Option<String>, Query, description = "Only events of this type (`TokenIssued`)"),
+        ("subject" = Option<String>, Query, description = "Only events whose payload names this subject"),
+        ("client_id" = Option<String>, Query, description = "Only events whose payload names this client"),
+        ("from" = Option<String>, Query, format = DateTime, description = "Only events recorded at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, format = DateTime, description = "Only events recorded at or before this RFC 3339 time"),
+        ("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "With `Accept: text/event-stream`: resume after this position (takes the place of `after`)"),
+    ),
+    responses(
+        (status = 200, description = "A page of events, one JSON object per line; or, asked with `Accept: text/event-stream`, the live follow: each event an SSE `data:` line with `id:` its position, and a `: heartbeat` comment when idle", body = AuditEventLine, content_type = "application/x-ndjson",
+            headers(("Link" = String, description = "`</audit/events?after=N&…>; rel=\"next\"`: the next page, the same filters; absent at the end"))),
+        (status = 400, description = "`invalid_request`: an unknown parameter, a `limit` out of range, a time that is not RFC 3339", body = AuditErrorBody),
+        (status = 401, description = "No credential (`unauthorized`), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = AuditErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `audit`, or its client is no longer an auditor", body = AuditErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`, or `too_many_followers` when a follow would pass `audit.followers_max`", body = ErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_events() {}
+
+#[utoipa::path(get, path = "/audit/tokens/{jti}", tag = "audit", security(("audit_token" = ["audit"]), ("admin_token" = [])),
+    description = "A token's record and the explanation of its issuance: each requested scope's authorizers and verdicts, where consent came from (with its ledger position), the outcome, and the policy version. The same JSON as `consent-ledger audit explain --json`.",
+    params(("jti" = String, Path), ("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`")),
+    responses(
+        (status = 200, description = "The explanation", body = Object),
+        (status = 404, description = "`not_found`: the ledger holds no such token", body = AuditErrorBody),
+        (status = 401, description = "No credential (`unauthorized`), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = AuditErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `audit`, or its client is no longer an auditor", body = AuditErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_token() {}
+
+#[utoipa::path(get, path = "/audit/delegations/{id}", tag = "audit", security(("audit_token" = ["audit"]), ("admin_token" = [])),
+    description = "The delegation as of `as_of`, folded from its streams up to that point: its scopes and their expiries (and which were still held), whether it was active, the consents of its subject to its client (each standing or not), and the tokens and refresh tokens active then.",
+    params(("id" = String, Path),
+        ("as_of" = Option<String>, Query, description = "A ledger position (digits) or an RFC 3339 time; the head when absent"),
+        ("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`")),
+    responses(
+        (status = 200, description = "The state then, with `as_of` naming the position and time it stands for", body = Object),
+        (status = 400, description = "`invalid_request`: `as_of` is neither a position nor an RFC 3339 time, or an unknown parameter", body = AuditErrorBody),
+        (status = 404, description = "`not_found`: no such delegation, or not yet created at that point", body = AuditErrorBody),
+        (status = 401, description = "No credential (`unauthorized`), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = AuditErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `audit`, or its client is no longer an auditor", body = AuditErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_delegation() {}
+
+#[utoipa::path(get, path = "/audit/subjects/{sub}", tag = "audit", security(("audit_token" = ["audit"]), ("admin_token" = [])),
+    description = "The subject as of `as_of`: its delegations (each active or not, with the scopes held), its consents (each standing or not), and the tokens and refresh tokens active then. A subject the ledger never saw has empty lists.",
+    params(("sub" = String, Path),
+        ("as_of" = Option<String>, Query, description = "A ledger position (digits) or an RFC 3339 time; the head when absent"),
+        ("DPoP" = Option<String>, Header, description = "RFC 9449 proof, with `Authorization: DPoP`")),
+    responses(
+        (status = 200, description = "The state then, with `as_of` naming the position and time it stands for", body = Object),
+        (status = 400, description = "`invalid_request`: `as_of` is neither a position nor an RFC 3339 time, or an unknown parameter", body = AuditErrorBody),
+        (status = 401, description = "No credential (`unauthorized`), `invalid_token`, `invalid_dpop_proof` or `use_dpop_nonce`", body = AuditErrorBody,
+            headers(("WWW-Authenticate" = String, description = "A `Bearer` and a `DPoP algs=\"…\"` challenge; the one of the scheme that failed names the error"))),
+        (status = 403, description = "`insufficient_scope`: the token was not granted `audit`, or its client is no longer an auditor", body = AuditErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 500, description = "`server_error`", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`", body = ErrorBody, headers(("Retry-After" = String)))))]
+#[allow(dead_code)]
+fn audit_subject() {}
+
 /// The security schemes: client authentication, the admin token, and access tokens.
 struct SecuritySchemes;
 
@@ -1159,6 +1263,17 @@ impl utoipa::Modify for SecuritySchemes {
                  proof when it is bound to a key (RFC 9449); ID tokens are refused.",
             )),
         );
+        components.add_security_scheme(
+            "audit_token",
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::ClientCredentials(ClientCredentials::new(
+                    "/token",
+                    Scopes::from_iter([("audit", "The audit API; granted only to auditor clients")]),
+                ))],
+                "An access token granted `audit` by client_credentials to a client registered with \
+                 `auditor = true` (bearer, or `DPoP <token>` with a proof when bound to a key).",
+            )),
+        );
     }
 }
 
@@ -1169,7 +1284,8 @@ impl utoipa::Modify for SecuritySchemes {
     paths(token, introspect, revoke, oauth_metadata, openid_configuration, jwks, healthz, readyz, metrics,
           admin_create, admin_list, admin_get, admin_update, admin_disable, admin_reload_policy, openapi,
           authorize, authorize_post, par, userinfo, userinfo_post, device_authorization, bc_authorize,
-          audit_checkpoint_keys, audit_checkpoints, audit_consistency, audit_inclusion),
+          audit_checkpoint_keys, audit_checkpoints, audit_consistency, audit_inclusion,
+          audit_events, audit_token, audit_delegation, audit_subject),
     modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;

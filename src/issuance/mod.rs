@@ -23,6 +23,10 @@ use crate::policy::authorizer::{Context, StepUp, Verdict};
 use crate::policy::engine::AuthorizerVerdict;
 use crate::policy::resolution::{self, ConsentSource, Resolution, Situation};
 
+/// The scope that opens the audit API. Built in rather than configured: granted by client credentials
+/// only, and only to a client registered as an auditor ([`ClientSpec::auditor`]).
+pub const AUDIT_SCOPE: &str = "audit";
+
 /// What a grant asks the pipeline to decide, with every fact fetched beforehand.
 #[derive(Debug, Clone)]
 pub struct IssuanceRequest<'a> {
@@ -194,6 +198,17 @@ pub fn decide(policy: &Policy, request: &IssuanceRequest<'_>) -> Result<Decision
     let mut trail = Vec::with_capacity(candidates.len());
     let mut scopes = Vec::new();
     for scope in candidates {
+        if scope == AUDIT_SCOPE {
+            let line = audit_trail(client, request.grant_type);
+            if let Outcome::Issued { expires_at, .. } = &line.outcome {
+                scopes.push(IssuedScope {
+                    scope: line.scope.clone(),
+                    expires_at: *expires_at,
+                });
+            }
+            trail.push(line);
+            continue;
+        }
         let Some((def, value)) = engine.find(&scope) else {
             trail.push(ScopeTrail {
                 scope,
@@ -303,6 +318,42 @@ fn audience(
         )),
         (None, Some(granted)) => Ok(granted),
         (None, None) => Ok(vec![fallback()]),
+    }
+}
+
+/// The `audit` scope's line of the trail: issued to an auditor asking by client credentials (the client
+/// is its own subject, so there is nobody whose consent it needs), denied with the reason otherwise.
+fn audit_trail(client: &ClientSpec, grant_type: &str) -> ScopeTrail {
+    let refused = if !client.auditor {
+        Some("the audit scope is granted only to a client registered as an auditor")
+    } else if grant_type != crate::grants::GrantType::ClientCredentials.name() {
+        Some("the audit scope is granted by client_credentials only")
+    } else {
+        None
+    };
+    let (combined, outcome) = match refused {
+        Some(reason) => (
+            Verdict::Deny {
+                reason: reason.into(),
+            },
+            Outcome::Denied {
+                reason: reason.into(),
+            },
+        ),
+        None => (
+            Verdict::Allow,
+            Outcome::Issued {
+                consent: ConsentSource::NotRequired,
+                expires_at: None,
+            },
+        ),
+    };
+    ScopeTrail {
+        scope: AUDIT_SCOPE.into(),
+        template: Some(AUDIT_SCOPE.into()),
+        authorizers: vec![],
+        combined: Some(combined),
+        outcome,
     }
 }
 

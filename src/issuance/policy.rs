@@ -118,11 +118,12 @@ impl Policy {
             .iter()
             .map(String::as_str)
             .filter(|scope| {
-                !self
-                    .engine
-                    .scopes
-                    .iter()
-                    .any(|s| s.name == *scope || s.template.matches(scope).is_some())
+                *scope != super::AUDIT_SCOPE
+                    && !self
+                        .engine
+                        .scopes
+                        .iter()
+                        .any(|s| s.name == *scope || s.template.matches(scope).is_some())
             })
             .collect()
     }

@@ -56,6 +56,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_checkpoints.sql"),
         include_str!("../../migrations/postgres/0008_checkpoints.sql"),
     ),
+    (
+        9,
+        "audit indexes",
+        include_str!("../../migrations/sqlite/0009_audit_indexes.sql"),
+        include_str!("../../migrations/postgres/0009_audit_indexes.sql"),
+    ),
 ];
 
 /// Which database's migrations to use.

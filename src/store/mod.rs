@@ -424,11 +424,24 @@ pub trait EventStore: OffLedger + CheckpointStore {
     /// The clock appends are stamped with; the server reads the same one.
     fn clock(&self) -> crate::clock::ClockRef;
 
+    /// The last committed position, changing as commits become durable: what live followers of the log
+    /// wait on. It may lag a commit of another process (a lost notification); a follower also reads
+    /// again from time to time.
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64>;
+
     /// Up to `limit` events from `position` on (inclusive), in position order.
     async fn read_from(&self, position: u64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// The head record: last position and hash.
     async fn head(&self) -> Result<Head, StoreError>;
+
+    /// The events of `range`, in position order: a key range of positions, optionally one stream's or
+    /// one type's events within it (each an index lookup).
+    async fn read_range(&self, range: EventRange<'_>) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The first position recorded at or after `recorded_at` (microseconds), or `None` when every event
+    /// is older: one index seek, since `recorded_at` never decreases along the log.
+    async fn first_position_at(&self, recorded_at: i64) -> Result<Option<u64>, StoreError>;
 
     /// The last version of `stream_id`, or `None` when it has no events.
     async fn stream_version(&self, stream_id: &str) -> Result<Option<u64>, StoreError>;
@@ -483,6 +496,17 @@ pub trait EventStore: OffLedger + CheckpointStore {
             }
         })
     }
+}
+
+/// Which events [`EventStore::read_range`] returns: positions in `after + 1 ..= through`, at most
+/// `limit` (capped at [`READ_LIMIT_MAX`]), only `stream_id`'s and `event_type`'s when given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventRange<'a> {
+    pub after: u64,
+    pub through: u64,
+    pub stream_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub limit: u32,
 }
 
 /// A lookup over the indexed columns of a projection table.

@@ -185,9 +185,60 @@ impl LedgerTx for PgTx {
         Ok(())
     }
 
+    async fn notify(&mut self, head: &Head) -> Result<(), StoreError> {
+        // Channels are per database, not per schema: the payload names the schema, so ledgers in
+        // other schemas of the same database do not wake this one's followers.
+        sqlx::query("SELECT pg_notify($1, current_schema() || ':' || $2)")
+            .bind(COMMITTED_CHANNEL)
+            .bind(head.position.to_string())
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
     async fn commit(self) -> Result<(), StoreError> {
         Ok(self.0.commit().await?)
     }
+}
+
+/// The `NOTIFY` channel every commit announces its last position on.
+const COMMITTED_CHANNEL: &str = "consent_ledger_committed";
+
+/// Listens for every process's commits and raises `committed` to each; sqlx reconnects a lost listener
+/// (notifications sent meanwhile are lost, which followers cover by reading again from time to time).
+/// The task ends when the store is dropped.
+async fn listen(pool: &PgPool, committed: Arc<tokio::sync::watch::Sender<u64>>) -> Result<(), StoreError> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(COMMITTED_CHANNEL).await?;
+    let committed = Arc::downgrade(&committed);
+    tokio::spawn(async move {
+        loop {
+            let notification = listener.recv().await;
+            let Some(committed) = committed.upgrade() else {
+                break;
+            };
+            match notification {
+                Ok(n) => {
+                    let ours = n
+                        .payload()
+                        .rsplit_once(':')
+                        .filter(|(s, _)| *s == schema)
+                        .and_then(|(_, p)| p.parse::<u64>().ok());
+                    if let Some(p) = ours {
+                        super::writer::raise(&committed, p);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for commits failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 impl Backend for PgBackend {
@@ -221,12 +272,22 @@ impl SqlStore<Postgres> {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {e}")))?;
         migrations::migrator(Dialect::Postgres).run(&pool).await?;
-        let writer = Writer::spawn(Arc::new(PgBackend { pool: pool.clone() }), clock.clone());
+        let head: i64 = sqlx::query_scalar("SELECT position FROM ledger_head WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
+        let committed = Arc::new(tokio::sync::watch::Sender::new(position(head)?));
+        listen(&pool, committed.clone()).await?;
+        let writer = Writer::spawn(
+            Arc::new(PgBackend { pool: pool.clone() }),
+            clock.clone(),
+            committed.clone(),
+        );
         Ok(SqlStore {
             pool,
             writer,
             rows: None,
             clock,
+            committed,
         })
     }
 }

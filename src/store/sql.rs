@@ -13,8 +13,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoA
 use super::row_reader::RowReader;
 use super::writer::Writer;
 use super::{
-    AppendError, AppendRequest, AppendResult, EventStore, Head, OffLedger, READ_LIMIT_MAX, RowFilter,
-    StoreError, StoredEvent, StoredRow, migrations, position, table_name,
+    AppendError, AppendRequest, AppendResult, EventRange, EventStore, Head, OffLedger, READ_LIMIT_MAX,
+    RowFilter, StoreError, StoredEvent, StoredRow, migrations, position, table_name,
 };
 
 /// The ledger in a SQL database: the pool reads, the writer task appends.
@@ -25,6 +25,9 @@ pub struct SqlStore<DB: Database> {
     pub(super) rows: Option<RowReader>,
     /// The clock the writer stamps `recorded_at` from, shared with the server.
     pub(super) clock: crate::clock::ClockRef,
+    /// The last committed position, raised by this process's writer (and, on PostgreSQL, by the
+    /// notifications of every process's commits).
+    pub(super) committed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 const HEAD: &str = "SELECT position, hash, recorded_at FROM ledger_head WHERE id = 1";
@@ -88,6 +91,10 @@ where
         self.clock.clone()
     }
 
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
     fn connections(&self) -> super::Connections {
         super::Connections {
             open: self.pool.size(),
@@ -107,6 +114,40 @@ where
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(stored_event).collect()
+    }
+
+    async fn read_range(&self, range: EventRange<'_>) -> Result<Vec<StoredEvent>, StoreError> {
+        // One text per combination, so each is planned on its own index: `position` alone, or the
+        // `(stream_id, version)` key for a stream, never an `OR … IS NULL` that defeats both.
+        const COLUMNS: &str = "SELECT position, stream_id, version, event_type, payload, metadata, \
+                               recorded_at, hash FROM events WHERE position > $1 AND position <= $2";
+        let sql = match (range.stream_id, range.event_type) {
+            (None, None) => format!("{COLUMNS} ORDER BY position LIMIT $3"),
+            (Some(_), None) => format!("{COLUMNS} AND stream_id = $4 ORDER BY position LIMIT $3"),
+            (None, Some(_)) => format!("{COLUMNS} AND event_type = $4 ORDER BY position LIMIT $3"),
+            (Some(_), Some(_)) => {
+                format!("{COLUMNS} AND stream_id = $4 AND event_type = $5 ORDER BY position LIMIT $3")
+            }
+        };
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(i64::try_from(range.after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(range.through).unwrap_or(i64::MAX))
+            .bind(i64::from(range.limit.min(READ_LIMIT_MAX)));
+        for value in [range.stream_id, range.event_type].into_iter().flatten() {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn first_position_at(&self, recorded_at: i64) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position FROM events WHERE recorded_at >= $1 ORDER BY recorded_at, position LIMIT 1",
+        )
+        .bind(recorded_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| position(r.try_get(0)?)).transpose()
     }
 
     async fn head(&self) -> Result<Head, StoreError> {

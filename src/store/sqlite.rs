@@ -262,13 +262,22 @@ impl SqlStore<Sqlite> {
             )));
         }
         migrations::migrator(Dialect::Sqlite).run(&pool).await?;
-        let writer = Writer::spawn(Arc::new(SqliteBackend { pool: pool.clone() }), clock.clone());
+        let head: i64 = sqlx::query_scalar("SELECT position FROM ledger_head WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
+        let committed = Arc::new(tokio::sync::watch::Sender::new(position(head)?));
+        let writer = Writer::spawn(
+            Arc::new(SqliteBackend { pool: pool.clone() }),
+            clock.clone(),
+            committed.clone(),
+        );
         let rows = RowReader::spawn(pool.clone());
         Ok(SqlStore {
             pool,
             writer,
             rows: Some(rows),
             clock,
+            committed,
         })
     }
 }

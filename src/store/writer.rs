@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use projections::{LedgerState, RowWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::batch;
@@ -72,6 +72,12 @@ pub(crate) trait LedgerTx: Send {
     /// Stores each claim, replacing an expired one of the same key.
     fn insert_claims(&mut self, claims: &[Claim]) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn set_head(&mut self, head: &Head) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Tells other processes, on commit, that the log now ends at `head` (PostgreSQL `NOTIFY`, sent in
+    /// the transaction so it is delivered only if the batch commits). Nothing on a database that only
+    /// one process writes.
+    fn notify(&mut self, _head: &Head) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -137,11 +143,23 @@ pub(crate) async fn commit_batch<B: Backend>(
         tx.insert_keys(&plan.new_keys).await?;
     }
     tx.set_head(&plan.head).await?;
+    tx.notify(&plan.head).await?;
     tx.commit().await?;
     Ok(plan.results)
 }
 
 type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
+
+/// Raises the committed position to `position`, never lowers it: followers wake only for news.
+pub(crate) fn raise(committed: &watch::Sender<u64>, position: u64) {
+    committed.send_if_modified(|head| {
+        let news = position > *head;
+        if news {
+            *head = position;
+        }
+        news
+    });
+}
 
 /// The handle appenders use to reach the writer task.
 pub(crate) struct Writer {
@@ -163,8 +181,9 @@ fn now_micros(clock: &ClockRef) -> Result<i64, StoreError> {
 }
 
 impl Writer {
-    /// Starts the writer task for `backend`, stamping each batch from `clock`.
-    pub(crate) fn spawn<B: Backend>(backend: Arc<B>, clock: ClockRef) -> Self {
+    /// Starts the writer task for `backend`, stamping each batch from `clock`, and raising `committed`
+    /// to the last position of each batch once it is durable.
+    pub(crate) fn spawn<B: Backend>(backend: Arc<B>, clock: ClockRef, head: Arc<watch::Sender<u64>>) -> Self {
         let (tx, mut rx) = mpsc::channel::<(AppendRequest, Reply)>(QUEUE_MAX);
         let task = tokio::spawn(async move {
             let mut jobs: Vec<(AppendRequest, Reply)> = Vec::new();
@@ -202,6 +221,14 @@ impl Writer {
                 }
                 match committed {
                     Ok(results) => {
+                        let last = results
+                            .iter()
+                            .filter_map(|r| r.as_ref().ok())
+                            .map(|r| r.last_position)
+                            .max();
+                        if let Some(last) = last {
+                            raise(&head, last);
+                        }
                         for (reply, result) in replies.into_iter().zip(results) {
                             // A caller that gave up waiting is not an error: its append is durable.
                             let _ = reply.send(result);
