@@ -131,6 +131,8 @@ fn default_checkpoint_every_events() -> u64 {
 
 fn default_checkpoint_every_seconds() -> i64 {
     300
+}
+
 fn default_audit_followers_max() -> u32 {
     64
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use common::TestDb;
@@ -59,9 +59,12 @@ impl Nats {
             child,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
+        // Up to 20 s.
+        for attempt in 0.. {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            assert!(attempt < 400, "nats-server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Some(nats)
@@ -152,18 +155,17 @@ async fn last_sequence(js: &jetstream::Context) -> u64 {
 
 /// Waits until the stream's last sequence reaches `at_least`; returns it.
 async fn wait_for(js: &jetstream::Context, at_least: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
+    let tick = Duration::from_millis(5);
+    let attempts = within.as_millis() / tick.as_millis();
+    for attempt in 0.. {
         let last = last_sequence(js).await;
         if last >= at_least {
             return last;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the stream reached only {last} of {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(attempt < attempts, "the stream reached only {last} of {at_least}");
+        tokio::time::sleep(tick).await;
     }
+    unreachable!()
 }
 
 /// Every message of the stream, checked to hold position N at sequence N.

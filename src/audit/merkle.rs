@@ -74,7 +74,7 @@ fn range_hash(
     get: &mut impl FnMut(u8, u64) -> Option<Hash>,
 ) -> Result<Hash, MissingNode> {
     let len = end - start;
-    if len.is_power_of_two() && start % len == 0 {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros() as u8;
         let index = start >> level;
         return get(level, index).ok_or(MissingNode(level, index));

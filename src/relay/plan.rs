@@ -74,9 +74,8 @@ pub fn publications(
     page: &[StoredEvent],
     subject_prefix: &str,
 ) -> Result<Vec<Publication>, PlanError> {
-    let mut expected = resume + 1;
     let mut out = Vec::with_capacity(page.len());
-    for e in page {
+    for (expected, e) in (resume + 1..).zip(page) {
         if e.position != expected {
             return Err(PlanError::Inconsistent(Inconsistency::Gap {
                 expected,
@@ -91,7 +90,6 @@ pub fn publications(
             expected_last_sequence: e.position - 1,
             body,
         });
-        expected += 1;
     }
     Ok(out)
 }
