@@ -206,7 +206,8 @@ const COMMITTED_CHANNEL: &str = "consent_ledger_committed";
 
 /// Listens for every process's commits and raises `committed` to each; sqlx reconnects a lost listener
 /// (notifications sent meanwhile are lost, which followers cover by reading again from time to time).
-/// The task ends when the store is dropped.
+/// The task ends when the store is closed (so closing the pool does not wait for the listener's
+/// connection) or dropped.
 async fn listen(pool: &PgPool, committed: Arc<tokio::sync::watch::Sender<u64>>) -> Result<(), StoreError> {
     let schema: String = sqlx::query_scalar("SELECT current_schema()")
         .fetch_one(pool)
@@ -214,9 +215,14 @@ async fn listen(pool: &PgPool, committed: Arc<tokio::sync::watch::Sender<u64>>) 
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(COMMITTED_CHANNEL).await?;
     let committed = Arc::downgrade(&committed);
+    let closed = pool.close_event();
     tokio::spawn(async move {
+        let mut closed = std::pin::pin!(closed);
         loop {
-            let notification = listener.recv().await;
+            let notification = tokio::select! {
+                n = listener.recv() => n,
+                _ = &mut closed => break,
+            };
             let Some(committed) = committed.upgrade() else {
                 break;
             };
