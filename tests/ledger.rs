@@ -350,7 +350,9 @@ async fn upgrading_a_ledger_keeps_every_stream_version(db: TestDb) {
     // Back to the schema before migration 4 (and the tables of the migrations after it).
     db.exec(
         "DROP TABLE streams; DROP TABLE trusted_issuers; DROP TABLE device_authorizations; \
-         DROP TABLE backchannel_requests; DELETE FROM _sqlx_migrations WHERE version >= 4",
+         DROP TABLE backchannel_requests; DROP TABLE merkle_nodes; DROP TABLE checkpoints; \
+         DROP TABLE checkpoint_keys; DROP INDEX events_recorded_at; DROP INDEX tokens_subject; \
+         DROP INDEX refresh_tokens_subject; DELETE FROM _sqlx_migrations WHERE version >= 4",
     )
     .await;
 

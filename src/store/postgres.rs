@@ -215,14 +215,18 @@ async fn listen(pool: &PgPool, committed: Arc<tokio::sync::watch::Sender<u64>>) 
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(COMMITTED_CHANNEL).await?;
     let committed = Arc::downgrade(&committed);
-    let closed = pool.close_event();
+    let pool = pool.clone();
     tokio::spawn(async move {
-        let mut closed = std::pin::pin!(closed);
+        let mut closed = std::pin::pin!(pool.close_event());
         loop {
             let notification = tokio::select! {
-                n = listener.recv() => n,
+                biased;
                 _ = &mut closed => break,
+                n = listener.recv() => n,
             };
+            if pool.is_closed() {
+                break;
+            }
             let Some(committed) = committed.upgrade() else {
                 break;
             };
