@@ -1102,7 +1102,7 @@ fn audit_consistency() {}
 #[utoipa::path(get, path = "/audit/events/{position}/proof", tag = "audit", security(("admin_token" = [])),
     description = "RFC 9162 inclusion proof of the event at `position` in the tree of the checkpoint of size `checkpoint`, with the event's stored fields and its leaf input. `consent-ledger audit prove-included` checks it offline.",
     params(
-        ("position" = String, Path, description = "The event's position (a positive integer)"),
+        ("position" = u64, Path, minimum = 1, maximum = 9223372036854775807_u64, description = "The event's position"),
         ("checkpoint" = u64, Query, minimum = 1, maximum = 9223372036854775807_u64, description = "The checkpoint's size; at least `position`")),
     responses(
         (status = 200, description = "`{checkpoint, leaf_index, tree_size, event, leaf_input, audit_path}`", body = Object),
