@@ -83,19 +83,26 @@ impl From<AppendError> for AdminError {
     }
 }
 
-fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AdminError> {
-    let expected = app.config.admin_token.as_deref();
+/// Whether the request carries the configured admin token as its bearer token; `None` when no admin
+/// token is configured (every route it opens is then off). The one comparison every admin-token route
+/// makes.
+pub(crate) fn presents_admin_token(app: &AppRef, headers: &HeaderMap) -> Option<bool> {
+    let expected = app.config.admin_token.as_deref()?;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match (expected, given) {
-        (Some(e), Some(g)) if secrets_eq(e.as_bytes(), g.as_bytes()) => Ok(()),
-        (None, _) => Err(AdminError(
+    Some(given.is_some_and(|g| secrets_eq(expected.as_bytes(), g.as_bytes())))
+}
+
+fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AdminError> {
+    match presents_admin_token(app, headers) {
+        Some(true) => Ok(()),
+        None => Err(AdminError(
             StatusCode::NOT_FOUND,
             "the admin API is not enabled".into(),
         )),
-        _ => Err(AdminError(
+        Some(false) => Err(AdminError(
             StatusCode::UNAUTHORIZED,
             "a valid admin bearer token is required".into(),
         )),

@@ -17,7 +17,6 @@ use crate::app::AppRef;
 use crate::audit::checkpoint::SignedCheckpoint;
 use crate::audit::checkpointer::link;
 use crate::audit::merkle::{self, ProofError};
-use crate::oauth::client_auth::secrets_eq;
 use crate::store::StoreError;
 
 /// Checkpoints per page of `GET /audit/checkpoints`, by default and at most.
@@ -80,15 +79,10 @@ fn not_found(problem: impl Into<String>) -> AuditError {
 
 /// Who may read checkpoints and proofs: the admin token, until auditor credentials exist.
 fn authorize(app: &AppRef, headers: &HeaderMap) -> Result<(), AuditError> {
-    let expected = app.config.admin_token.as_deref();
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match (expected, given) {
-        (Some(e), Some(g)) if secrets_eq(e.as_bytes(), g.as_bytes()) => Ok(()),
-        (None, _) => Err(not_found("the audit API is not enabled")),
-        _ => Err(AuditError(
+    match super::admin::presents_admin_token(app, headers) {
+        Some(true) => Ok(()),
+        None => Err(not_found("the audit API is not enabled")),
+        Some(false) => Err(AuditError(
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required".into(),
         )),
